@@ -1,0 +1,325 @@
+//! Every user-facing error sentence and the exit code it maps to. Other modules build
+//! these variants; only this file words them. Never put the service-role key in one.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// The contract's exit codes, and nothing else.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    /// Success; for `plan`, also "no changes".
+    Success,
+    /// An error before any write was sent.
+    Error,
+    /// `plan --detailed-exitcode` only: the plan has changes.
+    Changes,
+    /// `apply` refused and changed nothing (stale, wrong target, expired, digest, version,
+    /// `--expect-digest`, not confirmed); `show` found a digest mismatch.
+    Refused,
+    /// `plan` refused by a safety guard; no plan written.
+    Guard,
+    /// `apply` sent writes and at least one change failed or did not take effect.
+    Partial,
+    /// A command-line parse error.
+    Usage,
+    /// Ctrl-C.
+    Interrupted,
+}
+
+impl Exit {
+    pub fn code(self) -> u8 {
+        match self {
+            Exit::Success => 0,
+            Exit::Error => 1,
+            Exit::Changes => 2,
+            Exit::Refused => 3,
+            Exit::Guard => 4,
+            Exit::Partial => 5,
+            Exit::Usage => 64,
+            Exit::Interrupted => 130,
+        }
+    }
+}
+
+/// How a request to Supabase failed, as the client classifies it. Carries the server's
+/// error code (`error_code`/`code`/`x-sb-error-code`) and message, never a header value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiFailure {
+    /// `GET /auth/v1/admin/users?page=3`, `PUT /auth/v1/admin/users/{id}`: no secrets.
+    pub request: String,
+    pub kind: FailureKind,
+    pub status: Option<u16>,
+    pub code: Option<String>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailureKind {
+    /// Could not connect, connection dropped, TLS failure.
+    Network,
+    /// No answer within `--timeout`.
+    Timeout,
+    /// The server answered with an error status.
+    Http,
+    /// The server answered 2xx with a body we could not understand.
+    BadResponse,
+}
+
+impl ApiFailure {
+    /// The code for logs and reports: the server's error code, else the status, else the
+    /// failure kind (`network`, `timeout`).
+    pub fn error_code(&self) -> String {
+        if let Some(code) = &self.code {
+            return code.clone();
+        }
+        match (self.kind, self.status) {
+            (_, Some(status)) => format!("http_{status}"),
+            (FailureKind::Network, None) => "network".into(),
+            (FailureKind::Timeout, None) => "timeout".into(),
+            (_, None) => "bad_response".into(),
+        }
+    }
+}
+
+impl fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (self.kind, self.status) {
+            (FailureKind::Timeout, _) => write!(f, "{}: no answer in time", self.request),
+            (FailureKind::Network, _) => write!(f, "{}: {}", self.request, self.message),
+            (_, Some(status)) => {
+                write!(f, "{}: HTTP {status}", self.request)?;
+                if let Some(code) = &self.code {
+                    write!(f, " `{code}`")?;
+                }
+                if !self.message.is_empty() {
+                    write!(f, ": {}", self.message)?;
+                }
+                Ok(())
+            }
+            (_, None) => write!(f, "{}: {}", self.request, self.message),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    // ---- configuration (exit 1) ----
+    #[error(
+        "error: `{0}` is not set\nExport it in the environment (it is never read from a flag or a file)."
+    )]
+    MissingEnv(&'static str),
+
+    #[error(
+        "error: `MAP_SUPABASE_URL` is not a usable URL: {reason}\nSet it to the project URL, e.g. `https://abcd.supabase.co`."
+    )]
+    BadUrl { reason: String },
+
+    #[error(
+        "error: `MAP_SUPABASE_URL` uses http:// for a host that is not loopback\nUse https:// (plain http is accepted only for localhost, 127.0.0.0/8 and ::1)."
+    )]
+    InsecureUrl,
+
+    #[error(
+        "error: `MAP_SUPABASE_SERVICE_ROLE_KEY` does not look like a service-role key ({reason})\nUse the project's service_role JWT or an `sb_secret_…` key from the API settings."
+    )]
+    BadKey { reason: &'static str },
+
+    #[error("error: `{flag}`: {reason}")]
+    BadFlag { flag: &'static str, reason: String },
+
+    // ---- reading from Supabase (exit 1) ----
+    #[error(
+        "error: authentication failed ({failure})\nCheck that `MAP_SUPABASE_SERVICE_ROLE_KEY` is the service_role key of the project at `MAP_SUPABASE_URL`."
+    )]
+    AuthFailed { failure: ApiFailure },
+
+    #[error(
+        "error: the schema `{schema}` is not exposed by the project's API ({failure})\nAdd `{schema}` under Dashboard → Project Settings → API → Exposed schemas, or pass `--roster-table` / `--roster-file`."
+    )]
+    SchemaNotExposed { schema: String, failure: ApiFailure },
+
+    #[error(
+        "error: the roster table `{table}` cannot be read ({failure})\nCheck that the table exists and that `service_role` has `USAGE` on its schema and `SELECT` on it."
+    )]
+    RosterTable { table: String, failure: ApiFailure },
+
+    #[error(
+        "error: request failed: {0}\nNothing was changed. Check the network and the project's status, then run the command again."
+    )]
+    Api(ApiFailure),
+
+    #[error(
+        "error: incomplete listing of {what}: {detail}\nNothing was planned or changed from it; run the command again (a listing that does not add up is never acted on)."
+    )]
+    IncompleteRead { what: &'static str, detail: String },
+
+    // ---- files (exit 1) ----
+    #[error("error: cannot read `{path}`: {reason}")]
+    ReadFile { path: PathBuf, reason: String },
+
+    #[error("error: `{path}`{location}: {reason}\nFix the roster file and run the command again.")]
+    RosterFile {
+        path: PathBuf,
+        /// ` row 3`, ` line 7 column 2`, or empty.
+        location: String,
+        reason: String,
+    },
+
+    #[error(
+        "error: `{path}` is not a plan file: {reason}\nPass the file written by `provision plan --out`."
+    )]
+    NotAPlan { path: PathBuf, reason: String },
+
+    #[error("error: cannot write `{path}`: {reason}")]
+    WriteFile { path: PathBuf, reason: String },
+
+    // ---- guards (exit 4) ----
+    #[error(
+        "error: the plan would ban {bans} users, more than `--max-bans` {max}\nNo plan was written. Check the roster source; if the bans are intended, pass `--max-bans {bans}`."
+    )]
+    TooManyBans { bans: usize, max: usize },
+
+    #[error(
+        "error: the roster has no valid email ({rows} rows read from {source_name})\nNo plan was written. Check the roster source; to ban every active user on purpose, pass `--allow-empty-roster`."
+    )]
+    EmptyRoster { rows: usize, source_name: String },
+
+    // ---- refusals (exit 3) ----
+    #[error(
+        "error: the plan's format_version {0} is not one this provision knows (it knows 1)\nRe-run `provision plan` with this version of provision."
+    )]
+    UnknownFormat(i64),
+
+    #[error(
+        "error: the plan's digest does not match its contents (recorded {recorded}, computed {computed})\nThe file was edited after it was made, so it is not the reviewed plan. Re-run `provision plan`."
+    )]
+    DigestMismatch { recorded: String, computed: String },
+
+    #[error(
+        "error: the plan's digest is {actual}, not the expected {expected}\nApply the plan that was reviewed, or re-run `provision plan` and review again."
+    )]
+    ExpectDigest { expected: String, actual: String },
+
+    #[error(
+        "error: the plan expired at {expires_at}\nRe-run `provision plan` and review the new plan."
+    )]
+    Expired { expires_at: String },
+
+    #[error(
+        "error: the plan was made for `{plan}`, but `MAP_SUPABASE_URL` is `{env}`\nApply it against the project it was made for, or re-run `provision plan` here."
+    )]
+    WrongTarget { plan: String, env: String },
+
+    #[error(
+        "error: the remote state changed since the plan was made; nothing was changed\nRe-run `provision plan` and review the new plan."
+    )]
+    Drift,
+
+    #[error("error: not confirmed; nothing was changed")]
+    NotConfirmed,
+
+    #[error(
+        "error: refusing to apply without confirmation: stdin or stderr is not a terminal\nPass `--yes` to apply non-interactively (e.g. in CI), after reviewing the plan."
+    )]
+    NeedsYes,
+
+    // ---- apply outcomes ----
+    #[error(
+        "error: {failed} of {total} changes failed or did not take effect\nRun `provision apply` with the same plan again to resume."
+    )]
+    Partial { failed: usize, total: usize },
+
+    #[error(
+        "error: interrupted; requests in flight were allowed to finish\nRun `provision apply` with the same plan again to resume."
+    )]
+    Interrupted,
+
+    #[error("error: internal error: {0}\nThis is a bug in provision; please report it.")]
+    Internal(String),
+}
+
+impl Error {
+    pub fn exit(&self) -> Exit {
+        use Error::*;
+        match self {
+            MissingEnv(_) | BadUrl { .. } | InsecureUrl | BadKey { .. } | BadFlag { .. } => {
+                Exit::Error
+            }
+            AuthFailed { .. } | SchemaNotExposed { .. } | RosterTable { .. } | Api(_) => {
+                Exit::Error
+            }
+            IncompleteRead { .. } => Exit::Error,
+            ReadFile { .. } | RosterFile { .. } | NotAPlan { .. } | WriteFile { .. } => Exit::Error,
+            TooManyBans { .. } | EmptyRoster { .. } => Exit::Guard,
+            UnknownFormat(_) | DigestMismatch { .. } | ExpectDigest { .. } | Expired { .. } => {
+                Exit::Refused
+            }
+            WrongTarget { .. } | Drift | NotConfirmed | NeedsYes => Exit::Refused,
+            Partial { .. } => Exit::Partial,
+            Interrupted => Exit::Interrupted,
+            Internal(_) => Exit::Error,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_are_the_contract() {
+        let codes: Vec<u8> = [
+            Exit::Success,
+            Exit::Error,
+            Exit::Changes,
+            Exit::Refused,
+            Exit::Guard,
+            Exit::Partial,
+            Exit::Usage,
+            Exit::Interrupted,
+        ]
+        .iter()
+        .map(|e| e.code())
+        .collect();
+        assert_eq!(codes, vec![0, 1, 2, 3, 4, 5, 64, 130]);
+    }
+
+    #[test]
+    fn errors_map_to_their_codes() {
+        assert_eq!(Error::MissingEnv("MAP_SUPABASE_URL").exit(), Exit::Error);
+        assert_eq!(Error::TooManyBans { bans: 11, max: 10 }.exit(), Exit::Guard);
+        assert_eq!(Error::UnknownFormat(2).exit(), Exit::Refused);
+        assert_eq!(Error::Drift.exit(), Exit::Refused);
+        assert_eq!(Error::NeedsYes.exit(), Exit::Refused);
+        assert_eq!(
+            Error::Partial {
+                failed: 1,
+                total: 3
+            }
+            .exit(),
+            Exit::Partial
+        );
+        assert_eq!(Error::Interrupted.exit(), Exit::Interrupted);
+    }
+
+    #[test]
+    fn failure_code_prefers_server_code() {
+        let mut f = ApiFailure {
+            request: "POST /auth/v1/admin/users".into(),
+            kind: FailureKind::Http,
+            status: Some(422),
+            code: Some("email_exists".into()),
+            message: "A user with this email address has already been registered".into(),
+        };
+        assert_eq!(f.error_code(), "email_exists");
+        assert_eq!(
+            f.to_string(),
+            "POST /auth/v1/admin/users: HTTP 422 `email_exists`: A user with this email address has already been registered"
+        );
+        f.code = None;
+        assert_eq!(f.error_code(), "http_422");
+        f.kind = FailureKind::Timeout;
+        f.status = None;
+        assert_eq!(f.error_code(), "timeout");
+    }
+}

@@ -1,0 +1,9 @@
+//! `provision`: keep Supabase Auth users in step with an engineering roster, with
+//! reviewed plan/apply changesets. This file wires config, client, core and rendering.
+
+pub mod config;
+pub mod error;
+pub mod model;
+
+#[cfg(feature = "sandbox")]
+pub mod sandbox;

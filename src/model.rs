@@ -1,0 +1,404 @@
+//! Domain types shared by every room: normalised emails, auth users, roster entries and
+//! the three kinds of change. Pure data; no I/O, no clock reads, no wire formats.
+
+use std::fmt;
+
+use time::OffsetDateTime;
+
+/// The longest email the Auth server accepts (`validateEmail` in supabase/auth).
+pub const MAX_EMAIL_LEN: usize = 255;
+
+/// A ban that runs at least this many years out counts as a decommission made by us
+/// (we ban for `876000h`, about 100 years). A shorter ban was set by someone else.
+pub const LONG_BAN_YEARS: i64 = 50;
+
+/// The `ban_duration` a decommission sends: about 100 years, in Go duration syntax
+/// (the server has no `d` or `y` units).
+pub const BAN_DURATION: &str = "876000h";
+
+/// The `ban_duration` a restore sends: clears `banned_until`.
+pub const UNBAN_DURATION: &str = "none";
+
+/// Trim and lower-case: how both sides of the match see an email.
+pub fn normalise_email(raw: &str) -> String {
+    raw.trim().to_lowercase()
+}
+
+/// An email after trimming and lower-casing that passed the contract's validity rules.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Email(String);
+
+/// Why a value is not a valid email (the contract's "Valid email" rules).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum InvalidEmail {
+    Empty,
+    TooLong(usize),
+    NotAscii,
+    WhitespaceOrControl,
+    AtSigns(usize),
+    EmptyLocalPart,
+    DomainWithoutDot,
+}
+
+impl fmt::Display for InvalidEmail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            InvalidEmail::Empty => write!(f, "empty email"),
+            InvalidEmail::TooLong(n) => {
+                write!(f, "email is {n} characters long (at most {MAX_EMAIL_LEN})")
+            }
+            InvalidEmail::NotAscii => write!(f, "email has non-ASCII characters"),
+            InvalidEmail::WhitespaceOrControl => {
+                write!(f, "email has whitespace or control characters")
+            }
+            InvalidEmail::AtSigns(n) => write!(f, "email must have exactly one `@` (has {n})"),
+            InvalidEmail::EmptyLocalPart => write!(f, "email has nothing before the `@`"),
+            InvalidEmail::DomainWithoutDot => write!(f, "email domain has no dot"),
+        }
+    }
+}
+
+impl Email {
+    /// Normalise (trim, lower-case) then validate.
+    pub fn parse(raw: &str) -> Result<Email, InvalidEmail> {
+        let email = normalise_email(raw);
+        if email.is_empty() {
+            return Err(InvalidEmail::Empty);
+        }
+        if email.len() > MAX_EMAIL_LEN {
+            return Err(InvalidEmail::TooLong(email.chars().count()));
+        }
+        if !email.is_ascii() {
+            return Err(InvalidEmail::NotAscii);
+        }
+        if email.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(InvalidEmail::WhitespaceOrControl);
+        }
+        let ats = email.matches('@').count();
+        if ats != 1 {
+            return Err(InvalidEmail::AtSigns(ats));
+        }
+        let (local, domain) = email.split_once('@').ok_or(InvalidEmail::AtSigns(0))?;
+        if local.is_empty() {
+            return Err(InvalidEmail::EmptyLocalPart);
+        }
+        if !domain.contains('.') {
+            return Err(InvalidEmail::DomainWithoutDot);
+        }
+        Ok(Email(email))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The part after the `@`.
+    pub fn domain(&self) -> &str {
+        self.0.split_once('@').map(|(_, d)| d).unwrap_or("")
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl fmt::Debug for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Email({:?})", self.0)
+    }
+}
+
+/// One row of `auth.users` as the admin API lists it, reduced to what reconciliation
+/// reads. `updated_at`, `last_sign_in_at` and metadata are deliberately absent: they
+/// are never drift and never written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AuthUser {
+    pub id: String,
+    /// As stored (legacy rows may be mixed-case). `None` when the server sent `""`.
+    pub email: Option<String>,
+    pub banned_until: Option<OffsetDateTime>,
+    pub deleted_at: Option<OffsetDateTime>,
+    pub is_anonymous: bool,
+}
+
+impl AuthUser {
+    /// Banned means `banned_until` is present and in the future; an expired value stays
+    /// in the row and counts as active.
+    pub fn is_banned(&self, now: OffsetDateTime) -> bool {
+        self.banned_until.is_some_and(|until| until > now)
+    }
+
+    /// Banned by a decommission (ours or an equivalent): at least 50 years out.
+    pub fn is_long_banned(&self, now: OffsetDateTime) -> bool {
+        self.banned_until
+            .is_some_and(|until| until >= now + time::Duration::days(365 * LONG_BAN_YEARS))
+    }
+
+    /// Soft-deleted users and users without an email are never touched.
+    pub fn is_ignored(&self) -> bool {
+        self.deleted_at.is_some() || self.email.as_deref().is_none_or(|e| e.trim().is_empty())
+    }
+}
+
+/// One roster row, as read. `origin` says where it came from for error messages
+/// ("row 3 of roster.csv", "activity.organization_people row 12").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RosterEntry {
+    /// The value as given (`None` when the row has no email at all).
+    pub email: Option<String>,
+    pub origin: String,
+}
+
+/// The three changes `provision` ever makes, in the order plans list them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ActionKind {
+    Create,
+    Restore,
+    Ban,
+}
+
+impl ActionKind {
+    pub const ALL: [ActionKind; 3] = [ActionKind::Create, ActionKind::Restore, ActionKind::Ban];
+
+    /// The word in the plan file's `action` member.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActionKind::Create => "create",
+            ActionKind::Restore => "restore",
+            ActionKind::Ban => "ban",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ActionKind> {
+        ActionKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// The apply counter this action increments.
+    pub fn counter(self) -> &'static str {
+        match self {
+            ActionKind::Create => "created",
+            ActionKind::Restore => "restored",
+            ActionKind::Ban => "decommissioned",
+        }
+    }
+}
+
+impl fmt::Display for ActionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One planned change. `user_id` is `None` exactly for creates. `email` is normalised
+/// (for a ban it is the auth user's email, which need not pass roster validation).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Change {
+    pub action: ActionKind,
+    pub email: String,
+    pub user_id: Option<String>,
+}
+
+/// Something reconciliation refused to guess at. `email` is the roster value as given
+/// for invalid rows, or the normalised email for duplicate auth users.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Conflict {
+    pub email: String,
+    pub reason: String,
+    pub user_ids: Vec<String>,
+}
+
+/// One auth user as fingerprinted: what drift compares. Sorted by email then id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObservedUser {
+    /// Normalised (trimmed, lower-cased); not necessarily a valid roster email.
+    pub email: String,
+    pub id: String,
+    pub banned: bool,
+}
+
+/// Exactly what the plan's fingerprints cover (the plan's `observed` member).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Observed {
+    /// Distinct valid normalised roster emails, sorted.
+    pub roster: Vec<Email>,
+    /// Users that have an email and are not soft-deleted, sorted by email then id.
+    pub users: Vec<ObservedUser>,
+}
+
+/// The plan's `summary` member.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Summary {
+    pub create: usize,
+    pub restore: usize,
+    pub ban: usize,
+    pub unchanged: usize,
+    pub protected: usize,
+    pub ignored: usize,
+    pub conflicts: usize,
+}
+
+impl Summary {
+    pub fn has_changes(&self) -> bool {
+        self.create + self.restore + self.ban > 0
+    }
+}
+
+/// Where the roster is read from; recorded in the plan as `table:S.T` or `file:PATH`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RosterSource {
+    Table { schema: String, table: String },
+    File(String),
+}
+
+impl RosterSource {
+    pub const DEFAULT_SCHEMA: &str = "activity";
+    pub const DEFAULT_TABLE: &str = "organization_people";
+
+    pub fn default_table() -> RosterSource {
+        RosterSource::Table {
+            schema: Self::DEFAULT_SCHEMA.to_string(),
+            table: Self::DEFAULT_TABLE.to_string(),
+        }
+    }
+
+    /// Parse the plan file's `roster.source` value.
+    pub fn parse(s: &str) -> Option<RosterSource> {
+        if let Some(t) = s.strip_prefix("table:") {
+            let (schema, table) = t.split_once('.')?;
+            if schema.is_empty() || table.is_empty() || table.contains('.') {
+                return None;
+            }
+            return Some(RosterSource::Table {
+                schema: schema.to_string(),
+                table: table.to_string(),
+            });
+        }
+        s.strip_prefix("file:")
+            .filter(|p| !p.is_empty())
+            .map(|p| RosterSource::File(p.to_string()))
+    }
+}
+
+impl fmt::Display for RosterSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            RosterSource::Table { schema, table } => write!(f, "table:{schema}.{table}"),
+            RosterSource::File(path) => write!(f, "file:{path}"),
+        }
+    }
+}
+
+/// Accounts that are never banned: exact emails or whole domains (`@example.com`,
+/// that domain exactly, not its subdomains). Matching is case-insensitive.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Protection {
+    pub emails: Vec<String>,
+    pub domains: Vec<String>,
+}
+
+impl Protection {
+    pub fn add(&mut self, spec: &str) {
+        let spec = normalise_email(spec);
+        match spec.strip_prefix('@') {
+            Some(domain) => self.domains.push(domain.to_string()),
+            None => self.emails.push(spec),
+        }
+    }
+
+    /// `email` must already be normalised.
+    pub fn covers(&self, email: &str) -> bool {
+        let domain = email.rsplit_once('@').map(|(_, d)| d);
+        self.emails.iter().any(|e| e == email)
+            || domain.is_some_and(|domain| self.domains.iter().any(|d| d == domain))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.emails.is_empty() && self.domains.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn email_is_trimmed_and_lower_cased() {
+        let e = Email::parse("  Dana@Example.COM \t").unwrap();
+        assert_eq!(e.as_str(), "dana@example.com");
+        assert_eq!(e.domain(), "example.com");
+    }
+
+    #[test]
+    fn invalid_emails_are_refused_with_a_reason() {
+        assert_eq!(Email::parse("   "), Err(InvalidEmail::Empty));
+        assert_eq!(Email::parse("a@b@c.com"), Err(InvalidEmail::AtSigns(2)));
+        assert_eq!(Email::parse("nobody"), Err(InvalidEmail::AtSigns(0)));
+        assert_eq!(
+            Email::parse("@example.com"),
+            Err(InvalidEmail::EmptyLocalPart)
+        );
+        assert_eq!(
+            Email::parse("a@localhost"),
+            Err(InvalidEmail::DomainWithoutDot)
+        );
+        assert_eq!(
+            Email::parse("jos\u{e9}@example.com"),
+            Err(InvalidEmail::NotAscii)
+        );
+        assert_eq!(
+            Email::parse("a b@example.com"),
+            Err(InvalidEmail::WhitespaceOrControl)
+        );
+        assert_eq!(
+            Email::parse("a\u{7}b@example.com"),
+            Err(InvalidEmail::WhitespaceOrControl)
+        );
+        let long = format!("{}@example.com", "a".repeat(250));
+        assert!(matches!(Email::parse(&long), Err(InvalidEmail::TooLong(_))));
+        let exactly = format!("{}@example.com", "a".repeat(255 - 12));
+        assert!(Email::parse(&exactly).is_ok());
+    }
+
+    #[test]
+    fn expired_ban_counts_as_active() {
+        let now = datetime!(2026-11-29 07:00 UTC);
+        let mut u = AuthUser {
+            id: "1".into(),
+            email: Some("a@example.com".into()),
+            banned_until: Some(datetime!(2026-01-01 00:00 UTC)),
+            deleted_at: None,
+            is_anonymous: false,
+        };
+        assert!(!u.is_banned(now));
+        u.banned_until = Some(datetime!(2126-01-01 00:00 UTC));
+        assert!(u.is_banned(now));
+        assert!(u.is_long_banned(now));
+        u.banned_until = Some(datetime!(2027-01-01 00:00 UTC));
+        assert!(u.is_banned(now));
+        assert!(!u.is_long_banned(now));
+    }
+
+    #[test]
+    fn protection_matches_exact_domain_not_subdomains() {
+        let mut p = Protection::default();
+        p.add("@Example.com");
+        p.add("Ops@Other.org");
+        assert!(p.covers("x@example.com"));
+        assert!(!p.covers("x@eu.example.com"));
+        assert!(p.covers("ops@other.org"));
+        assert!(!p.covers("dev@other.org"));
+    }
+
+    #[test]
+    fn roster_source_round_trips() {
+        for s in ["table:activity.organization_people", "file:roster.yaml"] {
+            assert_eq!(RosterSource::parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(RosterSource::parse("table:nodot"), None);
+        assert_eq!(RosterSource::parse("file:"), None);
+        assert_eq!(RosterSource::parse("s3:bucket"), None);
+    }
+}
