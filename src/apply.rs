@@ -1,0 +1,613 @@
+//! Executes the pending changes of a reviewed plan through the `AuthAdmin` trait, and
+//! checks afterwards that each took effect. Always returns a report, even a partial one.
+//! Decides nothing about *what* to change: that is the plan's.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use time::OffsetDateTime;
+
+use crate::error::{ApiFailure, FailureKind};
+use crate::model::{ActionKind, AuthUser, BAN_DURATION, Change, UNBAN_DURATION, normalise_email};
+
+/// The writes `apply` needs from Supabase. The real client implements it; unit tests use
+/// an in-memory fake.
+pub trait AuthAdmin: Send + Sync {
+    /// One try; never retried blindly (a create is not idempotent).
+    fn create_user(&self, email: &str)
+    -> impl Future<Output = Result<AuthUser, ApiFailure>> + Send;
+    /// Idempotent; the implementation retries.
+    fn set_ban_duration(
+        &self,
+        id: &str,
+        ban_duration: &str,
+    ) -> impl Future<Output = Result<AuthUser, ApiFailure>> + Send;
+    /// Users whose normalised email equals `email`.
+    fn find_users_by_email(
+        &self,
+        email: &str,
+    ) -> impl Future<Output = Result<Vec<AuthUser>, ApiFailure>> + Send;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    Applied,
+    AlreadyApplied,
+    Failed { code: String, message: String },
+}
+
+impl Outcome {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Outcome::Applied => "applied",
+            Outcome::AlreadyApplied => "already_applied",
+            Outcome::Failed { .. } => "failed",
+        }
+    }
+
+    pub fn error_code(&self) -> Option<&str> {
+        match self {
+            Outcome::Failed { code, .. } => Some(code),
+            _ => None,
+        }
+    }
+
+    fn failed(code: &str, message: impl Into<String>) -> Outcome {
+        Outcome::Failed {
+            code: code.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// What happened to one planned change. `user_id` is the plan's, or for a create the
+/// id the server gave the new user (when known).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChangeResult {
+    pub change: Change,
+    pub user_id: Option<String>,
+    pub outcome: Outcome,
+}
+
+impl ChangeResult {
+    pub fn already_applied(change: Change) -> ChangeResult {
+        ChangeResult {
+            user_id: change.user_id.clone(),
+            change,
+            outcome: Outcome::AlreadyApplied,
+        }
+    }
+}
+
+/// The outcome of an apply: one result per change that was attempted or skipped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ApplyReport {
+    pub results: Vec<ChangeResult>,
+    /// The plan's `unchanged` count, reported as-is.
+    pub unchanged: usize,
+    /// Changes never started because of Ctrl-C.
+    pub not_started: usize,
+    pub interrupted: bool,
+}
+
+/// The contract's counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Counters {
+    pub created: usize,
+    pub restored: usize,
+    pub decommissioned: usize,
+    pub unchanged: usize,
+    pub already_applied: usize,
+    pub failed: usize,
+}
+
+impl ApplyReport {
+    pub fn counters(&self) -> Counters {
+        let mut c = Counters {
+            unchanged: self.unchanged,
+            ..Counters::default()
+        };
+        for r in &self.results {
+            match (&r.outcome, r.change.action) {
+                (Outcome::Applied, ActionKind::Create) => c.created += 1,
+                (Outcome::Applied, ActionKind::Restore) => c.restored += 1,
+                (Outcome::Applied, ActionKind::Ban) => c.decommissioned += 1,
+                (Outcome::AlreadyApplied, _) => c.already_applied += 1,
+                (Outcome::Failed { .. }, _) => c.failed += 1,
+            }
+        }
+        c
+    }
+
+    pub fn failed(&self) -> usize {
+        self.counters().failed
+    }
+}
+
+/// Set by the Ctrl-C handler: no new change starts once it is raised.
+#[derive(Debug, Clone, Default)]
+pub struct StopFlag(Arc<AtomicBool>);
+
+impl StopFlag {
+    pub fn raise(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_raised(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Run `pending` with at most `concurrency` changes under way, calling `on_result` as
+/// each finishes. Stops starting new changes once `stop` is raised; those in flight
+/// finish. Returns the results and how many changes were never started.
+pub async fn execute<A: AuthAdmin>(
+    admin: &A,
+    pending: Vec<Change>,
+    concurrency: usize,
+    now: OffsetDateTime,
+    stop: &StopFlag,
+    mut on_result: impl FnMut(&ChangeResult),
+) -> (Vec<ChangeResult>, usize) {
+    let mut queue = pending.into_iter();
+    let mut running = FuturesUnordered::new();
+    let mut results = Vec::new();
+    loop {
+        while running.len() < concurrency.max(1) && !stop.is_raised() {
+            match queue.next() {
+                Some(change) => running.push(run_one(admin, change, now)),
+                None => break,
+            }
+        }
+        match running.next().await {
+            Some(result) => {
+                on_result(&result);
+                results.push(result);
+            }
+            None => break,
+        }
+    }
+    (results, queue.count())
+}
+
+async fn run_one<A: AuthAdmin>(admin: &A, change: Change, now: OffsetDateTime) -> ChangeResult {
+    match change.action {
+        ActionKind::Create => create(admin, change).await,
+        ActionKind::Ban | ActionKind::Restore => set_ban(admin, change, now).await,
+    }
+}
+
+/// Create, and never re-send blindly: when the answer is lost (timeout, network, 5xx) or
+/// the server says the email exists, look the email up to learn whether it happened.
+async fn create<A: AuthAdmin>(admin: &A, change: Change) -> ChangeResult {
+    let (user_id, outcome) = match admin.create_user(&change.email).await {
+        Ok(user) => {
+            let email = user.email.as_deref().map(normalise_email);
+            if email.as_deref() == Some(change.email.as_str()) && user.banned_until.is_none() {
+                (Some(user.id), Outcome::Applied)
+            } else {
+                (
+                    Some(user.id),
+                    Outcome::failed(
+                        "unexpected_response",
+                        "the server's answer does not show an active user with this email",
+                    ),
+                )
+            }
+        }
+        Err(failure) if answer_may_be_lost(&failure) => {
+            resolve_create(admin, &change, failure).await
+        }
+        Err(failure) => (None, failure_outcome(&failure)),
+    };
+    ChangeResult {
+        change,
+        user_id,
+        outcome,
+    }
+}
+
+fn answer_may_be_lost(f: &ApiFailure) -> bool {
+    matches!(
+        f.kind,
+        FailureKind::Network | FailureKind::Timeout | FailureKind::BadResponse
+    ) || f.status.is_some_and(|s| s >= 500)
+        || f.code.as_deref() == Some("email_exists")
+}
+
+async fn resolve_create<A: AuthAdmin>(
+    admin: &A,
+    change: &Change,
+    original: ApiFailure,
+) -> (Option<String>, Outcome) {
+    let found = match admin.find_users_by_email(&change.email).await {
+        Ok(users) => users,
+        Err(lookup) => {
+            return (
+                None,
+                Outcome::failed(
+                    &original.error_code(),
+                    format!("{original}; looking the email up to check failed too: {lookup}"),
+                ),
+            );
+        }
+    };
+    let live: Vec<&AuthUser> = found.iter().filter(|u| u.deleted_at.is_none()).collect();
+    match live.as_slice() {
+        [] => (None, failure_outcome(&original)),
+        [user] if user.banned_until.is_none() => (Some(user.id.clone()), Outcome::Applied),
+        [user] => (
+            Some(user.id.clone()),
+            Outcome::failed(
+                "exists_banned",
+                "a user with this email exists but is banned; re-run `provision plan`",
+            ),
+        ),
+        _ => (
+            None,
+            Outcome::failed(
+                "duplicate_email",
+                format!(
+                    "{} users now hold this email; re-run `provision plan`",
+                    live.len()
+                ),
+            ),
+        ),
+    }
+}
+
+async fn set_ban<A: AuthAdmin>(admin: &A, change: Change, now: OffsetDateTime) -> ChangeResult {
+    let Some(id) = change.user_id.clone() else {
+        return ChangeResult {
+            change,
+            user_id: None,
+            outcome: Outcome::failed("internal", "the plan has no user id for this change"),
+        };
+    };
+    let duration = if change.action == ActionKind::Ban {
+        BAN_DURATION
+    } else {
+        UNBAN_DURATION
+    };
+    let outcome = match admin.set_ban_duration(&id, duration).await {
+        Ok(user) if user.id != id => Outcome::failed(
+            "unexpected_response",
+            "the server answered for another user id",
+        ),
+        Ok(user) if change.action == ActionKind::Ban && !user.is_long_banned(now) => {
+            Outcome::failed(
+                "not_banned",
+                "the server's answer does not show the user banned",
+            )
+        }
+        Ok(user) if change.action == ActionKind::Restore && user.is_banned(now) => Outcome::failed(
+            "still_banned",
+            "the server's answer still shows the user banned",
+        ),
+        Ok(_) => Outcome::Applied,
+        Err(failure) => failure_outcome(&failure),
+    };
+    ChangeResult {
+        change,
+        user_id: Some(id),
+        outcome,
+    }
+}
+
+fn failure_outcome(f: &ApiFailure) -> Outcome {
+    Outcome::Failed {
+        code: f.error_code(),
+        message: f.to_string(),
+    }
+}
+
+/// After the writes: re-check every change that was reported done against a fresh,
+/// complete listing. A write the server answered with success but did not keep fails.
+pub fn verify_effects(results: &mut [ChangeResult], fresh: &[AuthUser], now: OffsetDateTime) {
+    for r in results.iter_mut() {
+        if matches!(r.outcome, Outcome::Failed { .. }) {
+            continue;
+        }
+        let in_effect = match r.change.action {
+            ActionKind::Create => fresh.iter().any(|u| {
+                u.deleted_at.is_none()
+                    && !u.is_banned(now)
+                    && u.email.as_deref().map(normalise_email).as_deref()
+                        == Some(r.change.email.as_str())
+            }),
+            ActionKind::Ban => {
+                by_id(fresh, r.user_id.as_deref()).is_some_and(|u| u.is_long_banned(now))
+            }
+            ActionKind::Restore => {
+                by_id(fresh, r.user_id.as_deref()).is_some_and(|u| !u.is_banned(now))
+            }
+        };
+        if !in_effect {
+            r.outcome = Outcome::failed(
+                "not_in_effect",
+                "the server answered with success, but a fresh read shows the change is not in effect",
+            );
+        }
+    }
+}
+
+fn by_id<'a>(users: &'a [AuthUser], id: Option<&str>) -> Option<&'a AuthUser> {
+    let id = id?;
+    users.iter().find(|u| u.id == id && u.deleted_at.is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+    use std::sync::Mutex;
+    use time::macros::datetime;
+
+    const NOW: OffsetDateTime = datetime!(2026-11-29 07:00 UTC);
+
+    /// An in-memory admin API with scripted failures.
+    #[derive(Default)]
+    struct Fake {
+        users: Mutex<Vec<AuthUser>>,
+        /// email -> failure to answer a create with (after committing it when `commit`)
+        create_fail: Mutex<HashMap<String, (ApiFailure, bool)>>,
+        /// ids whose ban is answered but not stored
+        ban_not_kept: Mutex<Vec<String>>,
+        in_flight: Mutex<(usize, usize)>,
+    }
+
+    fn failure(kind: FailureKind, status: Option<u16>, code: Option<&str>) -> ApiFailure {
+        ApiFailure {
+            request: "test".into(),
+            kind,
+            status,
+            code: code.map(str::to_string),
+            message: "boom".into(),
+        }
+    }
+
+    impl Fake {
+        fn with_user(self, id: &str, email: &str, banned: bool) -> Fake {
+            self.users.lock().unwrap().push(AuthUser {
+                id: id.into(),
+                email: Some(email.into()),
+                banned_until: banned.then_some(datetime!(2126-01-01 00:00 UTC)),
+                deleted_at: None,
+                is_anonymous: false,
+            });
+            self
+        }
+
+        async fn enter(&self) {
+            {
+                let mut f = self.in_flight.lock().unwrap();
+                f.0 += 1;
+                f.1 = f.1.max(f.0);
+            }
+            tokio::task::yield_now().await;
+        }
+
+        fn leave(&self) {
+            self.in_flight.lock().unwrap().0 -= 1;
+        }
+    }
+
+    impl AuthAdmin for Fake {
+        async fn create_user(&self, email: &str) -> Result<AuthUser, ApiFailure> {
+            self.enter().await;
+            let scripted = self.create_fail.lock().unwrap().remove(email);
+            let user = AuthUser {
+                id: format!("id-{email}"),
+                email: Some(email.into()),
+                banned_until: None,
+                deleted_at: None,
+                is_anonymous: false,
+            };
+            let result = match scripted {
+                Some((f, commit)) => {
+                    if commit {
+                        self.users.lock().unwrap().push(user);
+                    }
+                    Err(f)
+                }
+                None => {
+                    self.users.lock().unwrap().push(user.clone());
+                    Ok(user)
+                }
+            };
+            self.leave();
+            result
+        }
+
+        async fn set_ban_duration(&self, id: &str, d: &str) -> Result<AuthUser, ApiFailure> {
+            self.enter().await;
+            let keep = !self.ban_not_kept.lock().unwrap().iter().any(|x| x == id);
+            let mut users = self.users.lock().unwrap();
+            let result = match users.iter_mut().find(|u| u.id == id) {
+                None => Err(failure(
+                    FailureKind::Http,
+                    Some(404),
+                    Some("user_not_found"),
+                )),
+                Some(u) => {
+                    let until = (d == BAN_DURATION).then_some(datetime!(2126-11-29 07:00 UTC));
+                    let mut answer = u.clone();
+                    answer.banned_until = until;
+                    if keep {
+                        u.banned_until = until;
+                    }
+                    Ok(answer)
+                }
+            };
+            drop(users);
+            self.leave();
+            result
+        }
+
+        async fn find_users_by_email(&self, email: &str) -> Result<Vec<AuthUser>, ApiFailure> {
+            Ok(self
+                .users
+                .lock()
+                .unwrap()
+                .iter()
+                .filter(|u| u.email.as_deref() == Some(email))
+                .cloned()
+                .collect())
+        }
+    }
+
+    fn change(action: ActionKind, email: &str, id: Option<&str>) -> Change {
+        Change {
+            action,
+            email: email.into(),
+            user_id: id.map(str::to_string),
+        }
+    }
+
+    async fn run(fake: &Fake, pending: Vec<Change>) -> Vec<ChangeResult> {
+        let (mut results, not_started) =
+            execute(fake, pending, 4, NOW, &StopFlag::default(), |_| {}).await;
+        assert_eq!(not_started, 0);
+        results.sort_by(|a, b| a.change.cmp(&b.change));
+        results
+    }
+
+    #[tokio::test]
+    async fn applies_each_kind_and_counts_it() {
+        let fake = Fake::default()
+            .with_user("b", "bob@example.com", true)
+            .with_user("c", "carol@example.com", false);
+        let results = run(
+            &fake,
+            vec![
+                change(ActionKind::Create, "dana@example.com", None),
+                change(ActionKind::Restore, "bob@example.com", Some("b")),
+                change(ActionKind::Ban, "carol@example.com", Some("c")),
+            ],
+        )
+        .await;
+        assert!(
+            results.iter().all(|r| r.outcome == Outcome::Applied),
+            "{results:?}"
+        );
+        assert_eq!(results[0].user_id.as_deref(), Some("id-dana@example.com"));
+        let report = ApplyReport {
+            results,
+            unchanged: 22,
+            ..ApplyReport::default()
+        };
+        let c = report.counters();
+        assert_eq!(
+            (c.created, c.restored, c.decommissioned, c.unchanged),
+            (1, 1, 1, 22)
+        );
+    }
+
+    #[tokio::test]
+    async fn create_answered_late_is_found_by_email_not_resent() {
+        let fake = Fake::default();
+        fake.create_fail.lock().unwrap().insert(
+            "dana@example.com".into(),
+            (failure(FailureKind::Timeout, None, None), true),
+        );
+        let results = run(
+            &fake,
+            vec![change(ActionKind::Create, "dana@example.com", None)],
+        )
+        .await;
+        assert_eq!(results[0].outcome, Outcome::Applied);
+        assert_eq!(fake.users.lock().unwrap().len(), 1, "exactly one user");
+    }
+
+    #[tokio::test]
+    async fn create_that_did_not_happen_fails_with_the_server_code() {
+        let fake = Fake::default();
+        fake.create_fail.lock().unwrap().insert(
+            "dana@example.com".into(),
+            (
+                failure(FailureKind::Http, Some(500), Some("unexpected_failure")),
+                false,
+            ),
+        );
+        let results = run(
+            &fake,
+            vec![change(ActionKind::Create, "dana@example.com", None)],
+        )
+        .await;
+        assert_eq!(results[0].outcome.error_code(), Some("unexpected_failure"));
+    }
+
+    #[tokio::test]
+    async fn validation_errors_are_not_looked_up() {
+        let fake = Fake::default();
+        fake.create_fail.lock().unwrap().insert(
+            "dana@example.com".into(),
+            (
+                failure(FailureKind::Http, Some(400), Some("validation_failed")),
+                true,
+            ),
+        );
+        let results = run(
+            &fake,
+            vec![change(ActionKind::Create, "dana@example.com", None)],
+        )
+        .await;
+        assert_eq!(results[0].outcome.error_code(), Some("validation_failed"));
+    }
+
+    #[tokio::test]
+    async fn ban_answered_but_not_kept_fails_the_check_read() {
+        let fake = Fake::default().with_user("c", "carol@example.com", false);
+        fake.ban_not_kept.lock().unwrap().push("c".into());
+        let mut results = run(
+            &fake,
+            vec![change(ActionKind::Ban, "carol@example.com", Some("c"))],
+        )
+        .await;
+        assert_eq!(
+            results[0].outcome,
+            Outcome::Applied,
+            "the answer looked right"
+        );
+        let fresh = fake.users.lock().unwrap().clone();
+        verify_effects(&mut results, &fresh, NOW);
+        assert_eq!(results[0].outcome.error_code(), Some("not_in_effect"));
+    }
+
+    #[tokio::test]
+    async fn unknown_user_fails_with_its_code() {
+        let fake = Fake::default();
+        let results = run(
+            &fake,
+            vec![change(ActionKind::Ban, "x@example.com", Some("gone"))],
+        )
+        .await;
+        assert_eq!(results[0].outcome.error_code(), Some("user_not_found"));
+    }
+
+    #[tokio::test]
+    async fn concurrency_is_bounded_and_stop_leaves_the_rest() {
+        let fake = Fake::default();
+        let pending: Vec<Change> = (0..20)
+            .map(|i| change(ActionKind::Create, &format!("u{i}@example.com"), None))
+            .collect();
+        let stop = StopFlag::default();
+        let mut seen = 0;
+        let (results, not_started) = execute(&fake, pending, 3, NOW, &stop, |_| {
+            seen += 1;
+            if seen == 5 {
+                stop.raise();
+            }
+        })
+        .await;
+        assert!(fake.in_flight.lock().unwrap().1 <= 3);
+        assert!(
+            results.len() >= 5 && results.len() <= 7,
+            "{}",
+            results.len()
+        );
+        assert_eq!(results.len() + not_started, 20);
+    }
+}
