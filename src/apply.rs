@@ -179,34 +179,64 @@ async fn run_one<A: AuthAdmin>(admin: &A, change: Change, now: OffsetDateTime) -
     }
 }
 
-/// Create, and never re-send blindly: when the answer is lost (timeout, network, 5xx) or
-/// the server says the email exists, look the email up to learn whether it happened.
+/// Tries of one create, counting the first: a create is re-sent only after a look-up
+/// showed the email still has no user (the server's duplicate check makes that safe).
+const CREATE_TRIES: u32 = 5;
+
+/// Create, and never re-send blindly: when the answer is lost (timeout, network, 5xx),
+/// refused for load (429) or says the email exists, look the email up to learn whether
+/// the create happened; re-send only a create that did not happen and may succeed later.
 async fn create<A: AuthAdmin>(admin: &A, change: Change) -> ChangeResult {
-    let (user_id, outcome) = match admin.create_user(&change.email).await {
-        Ok(user) => {
-            let email = user.email.as_deref().map(normalise_email);
-            if email.as_deref() == Some(change.email.as_str()) && user.banned_until.is_none() {
-                (Some(user.id), Outcome::Applied)
-            } else {
-                (
-                    Some(user.id),
-                    Outcome::failed(
-                        "unexpected_response",
-                        "the server's answer does not show an active user with this email",
-                    ),
-                )
+    let mut attempt = 0;
+    let (user_id, outcome) = loop {
+        attempt += 1;
+        match admin.create_user(&change.email).await {
+            Ok(user) => break check_created(&change, user),
+            Err(failure) if answer_may_be_lost(&failure) => {
+                match resolve_create(admin, &change, &failure).await {
+                    Resolved::Done(id, outcome) => break (id, outcome),
+                    Resolved::Absent if is_transient(&failure) && attempt < CREATE_TRIES => {
+                        tokio::time::sleep(create_backoff(attempt)).await;
+                    }
+                    Resolved::Absent => break (None, failure_outcome(&failure)),
+                }
             }
+            Err(failure) => break (None, failure_outcome(&failure)),
         }
-        Err(failure) if answer_may_be_lost(&failure) => {
-            resolve_create(admin, &change, failure).await
-        }
-        Err(failure) => (None, failure_outcome(&failure)),
     };
     ChangeResult {
         change,
         user_id,
         outcome,
     }
+}
+
+fn check_created(change: &Change, user: AuthUser) -> (Option<String>, Outcome) {
+    let email = user.email.as_deref().map(normalise_email);
+    if email.as_deref() == Some(change.email.as_str()) && user.banned_until.is_none() {
+        (Some(user.id), Outcome::Applied)
+    } else {
+        (
+            Some(user.id),
+            Outcome::failed(
+                "unexpected_response",
+                "the server's answer does not show an active user with this email",
+            ),
+        )
+    }
+}
+
+/// Worth another try later: load shedding, gateway trouble, a lost connection.
+fn is_transient(f: &ApiFailure) -> bool {
+    matches!(f.kind, FailureKind::Network | FailureKind::Timeout)
+        || matches!(f.status, Some(429 | 502 | 503 | 504 | 520))
+}
+
+/// Exponential with jitter: ~250 ms, 500 ms, 1 s, 2 s.
+fn create_backoff(attempt: u32) -> std::time::Duration {
+    let base = 250u64 << attempt.saturating_sub(1).min(6);
+    let jitter = rand::random_range(0..=base / 2);
+    std::time::Duration::from_millis(base / 2 + jitter)
 }
 
 fn answer_may_be_lost(f: &ApiFailure) -> bool {
@@ -537,6 +567,18 @@ mod tests {
         )
         .await;
         assert_eq!(results[0].outcome.error_code(), Some("unexpected_failure"));
+    }
+
+    #[tokio::test]
+    async fn create_refused_for_load_is_resent_after_a_lookup_finds_nothing() {
+        let fake = Fake::default();
+        fake.create_fail.lock().unwrap().insert(
+            "dana@example.com".into(),
+            (failure(FailureKind::Http, Some(429), None), false),
+        );
+        let results = run(&fake, vec![change(ActionKind::Create, "dana@example.com", None)]).await;
+        assert_eq!(results[0].outcome, Outcome::Applied);
+        assert_eq!(fake.users.lock().unwrap().len(), 1);
     }
 
     #[tokio::test]

@@ -46,6 +46,9 @@ use crate::error::Error;
 pub const URL_VAR: &str = "MAP_SUPABASE_URL";
 pub const KEY_VAR: &str = "MAP_SUPABASE_SERVICE_ROLE_KEY";
 
+/// An environment lookup: the process environment, or a map in examples and tests.
+pub type Env = dyn Fn(&str) -> Option<String> + Sync;
+
 /// The one reader of the process environment. Everything else takes a lookup function,
 /// so tests can resolve configuration without touching the real environment.
 pub fn process_env(name: &str) -> Option<String> {
@@ -61,7 +64,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn from_env(env: impl Fn(&str) -> Option<String>) -> Result<Connection, Error> {
+    pub fn from_env(env: &Env) -> Result<Connection, Error> {
         let raw_url = env(URL_VAR)
             .filter(|v| !v.trim().is_empty())
             .ok_or(Error::MissingEnv(URL_VAR))?;
@@ -188,7 +191,7 @@ mod tests {
 
     const JWT: &str = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.c2lnbmF0dXJl";
 
-    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> + Sync {
         let pairs: Vec<(String, String)> = pairs
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -203,11 +206,11 @@ mod tests {
 
     #[test]
     fn missing_variables_are_named() {
-        let e = Connection::from_env(env(&[])).unwrap_err();
+        let e = Connection::from_env(&env(&[])).unwrap_err();
         assert!(matches!(e, Error::MissingEnv(URL_VAR)));
-        let e = Connection::from_env(env(&[(URL_VAR, "https://a.supabase.co")])).unwrap_err();
+        let e = Connection::from_env(&env(&[(URL_VAR, "https://a.supabase.co")])).unwrap_err();
         assert!(matches!(e, Error::MissingEnv(KEY_VAR)));
-        let e = Connection::from_env(env(&[(URL_VAR, "https://a.supabase.co"), (KEY_VAR, "  ")]))
+        let e = Connection::from_env(&env(&[(URL_VAR, "https://a.supabase.co"), (KEY_VAR, "  ")]))
             .unwrap_err();
         assert!(matches!(e, Error::MissingEnv(KEY_VAR)));
     }
@@ -273,7 +276,7 @@ mod tests {
 
     #[test]
     fn target_is_recorded_without_trailing_slash_or_default_port() {
-        let c = Connection::from_env(env(&[
+        let c = Connection::from_env(&env(&[
             (URL_VAR, "https://ABCD.supabase.co:443/"),
             (KEY_VAR, JWT),
         ]))
@@ -284,10 +287,10 @@ mod tests {
     #[test]
     fn key_shapes() {
         let url = (URL_VAR, "https://a.supabase.co");
-        assert!(Connection::from_env(env(&[url, (KEY_VAR, JWT)])).is_ok());
-        assert!(Connection::from_env(env(&[url, (KEY_VAR, "sb_secret_abc")])).is_ok());
+        assert!(Connection::from_env(&env(&[url, (KEY_VAR, JWT)])).is_ok());
+        assert!(Connection::from_env(&env(&[url, (KEY_VAR, "sb_secret_abc")])).is_ok());
         for bad in ["sb_publishable_abc", "not-a-key", "a.b", "a b.c.d"] {
-            let e = Connection::from_env(env(&[url, (KEY_VAR, bad)])).unwrap_err();
+            let e = Connection::from_env(&env(&[url, (KEY_VAR, bad)])).unwrap_err();
             assert!(matches!(e, Error::BadKey { .. }), "{bad}");
             assert!(!e.to_string().contains(bad), "the key must not be echoed");
         }
@@ -295,7 +298,7 @@ mod tests {
 
     #[test]
     fn key_is_redacted_in_debug() {
-        let c = Connection::from_env(env(&[(URL_VAR, "https://a.supabase.co"), (KEY_VAR, JWT)]))
+        let c = Connection::from_env(&env(&[(URL_VAR, "https://a.supabase.co"), (KEY_VAR, JWT)]))
             .unwrap();
         let dbg = format!("{c:?}");
         assert!(!dbg.contains(JWT));

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `provision` binary: parse, run, exit. Everything else lives in the library.
+
+fn main() -> std::process::ExitCode {
+    std::process::ExitCode::from(provision::run(std::env::args_os()).code())
+}

@@ -1,0 +1,157 @@
+//! The CLI harness: a fresh sandbox and a clean environment per test, the real
+//! `provision` binary, and a check on every run that the service-role key never appears
+//! in what it printed or wrote.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use provision::sandbox::Sandbox;
+
+pub struct World {
+    pub sandbox: Sandbox,
+    pub dir: tempfile::TempDir,
+    pub key: String,
+    /// Extra environment for every run.
+    pub env: Vec<(String, String)>,
+}
+
+/// What one run of the binary did.
+#[derive(Debug)]
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl World {
+    pub fn new(sandbox: Sandbox) -> World {
+        let key = sandbox.service_role_key();
+        World {
+            sandbox,
+            dir: tempfile::tempdir().expect("temp dir"),
+            key,
+            env: Vec::new(),
+        }
+    }
+
+    /// The team fixture shipped with the examples (the contract's seed scenario).
+    pub fn team() -> World {
+        World::new(Sandbox::from_fixture(&fixture("team.yaml")).expect("team fixture"))
+    }
+
+    pub fn empty() -> World {
+        World::new(Sandbox::start())
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn command(&self, args: &[&str]) -> assert_cmd::Command {
+        let mut cmd = assert_cmd::Command::cargo_bin("provision").expect("binary");
+        cmd.env_clear()
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .env("MAP_SUPABASE_URL", self.sandbox.url())
+            .env("MAP_SUPABASE_SERVICE_ROLE_KEY", &self.key)
+            .current_dir(self.dir.path())
+            .args(args);
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    /// Run the binary and check the key appears nowhere in its output or files.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let out = self.command(args).output().expect("run provision");
+        self.finish(out)
+    }
+
+    pub fn finish(&self, out: Output) -> Run {
+        let run = Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        };
+        self.assert_no_key_anywhere(&run);
+        run
+    }
+
+    /// The service-role key must never be printed, logged or written.
+    pub fn assert_no_key_anywhere(&self, run: &Run) {
+        let needles = key_needles(&self.key);
+        for needle in &needles {
+            assert!(!run.stdout.contains(needle.as_str()), "key in stdout: {run:?}");
+            assert!(!run.stderr.contains(needle.as_str()), "key in stderr: {run:?}");
+        }
+        for entry in walk(self.dir.path()) {
+            let bytes = std::fs::read(&entry).unwrap_or_default();
+            let text = String::from_utf8_lossy(&bytes);
+            for needle in &needles {
+                assert!(!text.contains(needle.as_str()), "key written to {}", entry.display());
+            }
+        }
+    }
+
+    pub fn plan(&self, extra: &[&str]) -> Run {
+        let mut args = vec!["plan", "--out", "plan.json", "--color", "never"];
+        args.extend_from_slice(extra);
+        self.run(&args)
+    }
+
+    pub fn read_plan(&self, name: &str) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.path(name)).expect("plan file");
+        serde_json::from_str(&text).expect("plan JSON")
+    }
+}
+
+/// The key, and the parts of it that would betray it if printed (a JWT's signature).
+fn key_needles(key: &str) -> Vec<String> {
+    let mut v = vec![key.to_string()];
+    if let Some(sig) = key.rsplit('.').next().filter(|s| s.len() >= 16 && *s != key) {
+        v.push(sig.to_string());
+    }
+    v
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(walk(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+pub fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("examples")
+        .join("fixtures")
+        .join(name)
+}
+
+impl Run {
+    #[track_caller]
+    pub fn code(&self, expected: i32) -> &Run {
+        assert_eq!(self.code, expected, "exit code; {self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stdout_has(&self, needle: &str) -> &Run {
+        assert!(self.stdout.contains(needle), "stdout lacks {needle:?}; {self:#?}");
+        self
+    }
+
+    #[track_caller]
+    pub fn stderr_has(&self, needle: &str) -> &Run {
+        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}; {self:#?}");
+        self
+    }
+}
