@@ -4,6 +4,8 @@
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod roster;
+pub mod supabase;
 
 #[cfg(feature = "sandbox")]
 pub mod sandbox;
