@@ -416,7 +416,11 @@ mod tests {
         let c = client("https://abcd.supabase.co", JWT);
         let u = c.endpoint(
             &["auth", "v1", "admin", "users"],
-            &[("page", "2"), ("sort", "created_at asc"), ("filter", "a+b@x.io")],
+            &[
+                ("page", "2"),
+                ("sort", "created_at asc"),
+                ("filter", "a+b@x.io"),
+            ],
         );
         assert_eq!(
             u.as_str(),

@@ -67,7 +67,9 @@ pub(crate) fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration
     let value = value.trim();
     if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Absurdly long digit strings saturate instead of failing.
-        return Some(Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX)));
+        return Some(Duration::from_secs(
+            value.parse::<u64>().unwrap_or(u64::MAX),
+        ));
     }
     // IMF-fixdate ("Sun, 06 Nov 1994 08:49:37 GMT") is a subset of RFC 2822.
     let at = OffsetDateTime::parse(value, &Rfc2822).ok()?;
@@ -145,7 +147,10 @@ mod tests {
             let (lo, hi) = backoff_bounds(&p, n);
             for _ in 0..200 {
                 let d = backoff(&p, n);
-                assert!(d >= lo && d <= hi, "retry {n}: {d:?} not in [{lo:?}, {hi:?}]");
+                assert!(
+                    d >= lo && d <= hi,
+                    "retry {n}: {d:?} not in [{lo:?}, {hi:?}]"
+                );
             }
         }
         let zero = RetryPolicy {
@@ -183,7 +188,10 @@ mod tests {
             Some(Duration::ZERO),
             "a date in the past means retry now"
         );
-        assert_eq!(parse_retry_after("Sun, 06 Nov 1994 25:00:00 GMT", now), None);
+        assert_eq!(
+            parse_retry_after("Sun, 06 Nov 1994 25:00:00 GMT", now),
+            None
+        );
     }
 
     #[test]
