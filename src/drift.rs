@@ -435,3 +435,382 @@ fn roster_drift(before: &[Email], after: &[Email]) -> Vec<Drift> {
     }
     drift
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::RosterSource;
+    use crate::planfile::PlanMeta;
+    use crate::reconcile::{Policy, reconcile};
+    use time::macros::datetime;
+
+    const ANN: &str = "9f2e0000-0000-4000-8000-00000000000a";
+    const BOB: &str = "9f2e0000-0000-4000-8000-00000000000b";
+    const CAROL: &str = "9f2e0000-0000-4000-8000-00000000000c";
+    const ERIN: &str = "9f2e0000-0000-4000-8000-00000000000e";
+    const NEW: &str = "41aa0000-0000-4000-8000-000000000001";
+
+    fn now() -> OffsetDateTime {
+        datetime!(2026-11-29 07:00 UTC)
+    }
+
+    /// Apply runs a while after the plan: drift is judged at that later moment.
+    fn later() -> OffsetDateTime {
+        now() + time::Duration::hours(2)
+    }
+
+    fn roster(emails: &[&str]) -> Vec<RosterEntry> {
+        emails
+            .iter()
+            .enumerate()
+            .map(|(i, e)| RosterEntry {
+                email: Some(e.to_string()),
+                origin: format!("row {}", i + 2),
+            })
+            .collect()
+    }
+
+    fn user(id: &str, email: &str) -> AuthUser {
+        AuthUser {
+            id: id.into(),
+            email: Some(email.into()),
+            banned_until: None,
+            deleted_at: None,
+            is_anonymous: false,
+        }
+    }
+
+    fn banned_for(id: &str, email: &str, days: i64) -> AuthUser {
+        AuthUser {
+            banned_until: Some(now() + time::Duration::days(days)),
+            ..user(id, email)
+        }
+    }
+
+    /// Roster ann, bob, dana, erin; users ann (active), bob (banned), carol (leaver),
+    /// erin (active). Plan: create dana, restore bob, ban carol.
+    fn state() -> (Vec<RosterEntry>, Vec<AuthUser>) {
+        (
+            roster(&[
+                "ann@example.com",
+                "bob@example.com",
+                "dana@example.com",
+                "erin@example.com",
+            ]),
+            vec![
+                user(ANN, "ann@example.com"),
+                banned_for(BOB, "bob@example.com", 36_500),
+                user(CAROL, "carol@example.com"),
+                user(ERIN, "erin@example.com"),
+            ],
+        )
+    }
+
+    fn plan_of(roster: &[RosterEntry], users: &[AuthUser]) -> Plan {
+        let rec = reconcile(roster, users, now(), &Policy::default());
+        Plan::new(
+            &rec,
+            PlanMeta {
+                created_at: now(),
+                expires_at: now() + time::Duration::days(7),
+                target: "https://abcd.supabase.co".into(),
+                roster_source: RosterSource::default_table(),
+                generator_version: "0.1.0".into(),
+            },
+        )
+    }
+
+    fn find<'a>(users: &'a mut [AuthUser], id: &str) -> &'a mut AuthUser {
+        users.iter_mut().find(|u| u.id == id).unwrap()
+    }
+
+    fn actions(changes: &[Change]) -> Vec<ActionKind> {
+        changes.iter().map(|c| c.action).collect()
+    }
+
+    fn lines(report: &DriftReport) -> Vec<String> {
+        report.drift.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn nothing_changed_means_no_drift_and_everything_pending() {
+        let (r, u) = state();
+        let plan = plan_of(&r, &u);
+        assert_eq!(plan.changes.len(), 3);
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(report.drift, vec![]);
+        assert!(!report.has_drift());
+        assert_eq!(report.pending, plan.changes);
+        assert!(report.already_applied.is_empty());
+    }
+
+    #[test]
+    fn everything_applied_means_no_drift_and_nothing_pending() {
+        let (r, mut u) = state();
+        let plan = plan_of(&r, &u);
+        u.push(user(NEW, "dana@example.com"));
+        find(&mut u, BOB).banned_until = None;
+        find(&mut u, CAROL).banned_until = Some(later() + time::Duration::hours(876_000));
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(report.drift, vec![]);
+        assert!(report.pending.is_empty());
+        assert_eq!(report.already_applied, plan.changes);
+    }
+
+    #[test]
+    fn a_half_applied_plan_resumes() {
+        let (r, mut u) = state();
+        let plan = plan_of(&r, &u);
+        // The create went through; the restore and the ban did not.
+        u.push(user(NEW, "Dana@Example.com"));
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(report.drift, vec![]);
+        assert_eq!(actions(&report.already_applied), vec![ActionKind::Create]);
+        assert_eq!(
+            actions(&report.pending),
+            vec![ActionKind::Restore, ActionKind::Ban]
+        );
+    }
+
+    #[test]
+    fn roster_emails_added_or_removed_are_drift_but_a_repeated_row_is_not() {
+        let (mut r, u) = state();
+        let plan = plan_of(&r, &u);
+        r.retain(|row| row.email.as_deref() != Some("ann@example.com"));
+        r.extend(roster(&[
+            " EVE@example.com",
+            "erin@example.com",
+            "not-an-email",
+        ]));
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            lines(&report),
+            vec![
+                "roster: -ann@example.com removed since the plan",
+                "roster: +eve@example.com added since the plan",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_user_banned_since_the_plan_is_drift() {
+        let (r, mut u) = state();
+        let plan = plan_of(&r, &u);
+        find(&mut u, ERIN).banned_until = Some(now() + time::Duration::days(1));
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            report.drift,
+            vec![Drift::Banned {
+                email: "erin@example.com".into(),
+                id: ERIN.into()
+            }]
+        );
+        assert_eq!(
+            lines(&report),
+            vec!["erin@example.com: active at plan time, now banned"]
+        );
+    }
+
+    #[test]
+    fn a_ban_that_expired_since_the_plan_is_drift() {
+        let (r, mut u) = state();
+        u.push(banned_for("z", "zed@example.com", 0));
+        // Banned one hour past `now`: banned at plan time, expired by `later()`.
+        find(&mut u, "z").banned_until = Some(now() + time::Duration::hours(1));
+        let plan = plan_of(&r, &u);
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            lines(&report),
+            vec!["zed@example.com: banned at plan time, now active"]
+        );
+    }
+
+    #[test]
+    fn a_short_ban_on_a_user_the_plan_bans_is_drift_not_applied() {
+        let (r, mut u) = state();
+        let plan = plan_of(&r, &u);
+        find(&mut u, CAROL).banned_until = Some(datetime!(2027-01-01 00:00 UTC));
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            lines(&report),
+            vec![
+                "carol@example.com: banned, but not by a decommission (banned until 2027-01-01T00:00:00Z)"
+            ]
+        );
+        assert!(report.already_applied.is_empty());
+        assert!(report.pending.iter().any(|c| c.action == ActionKind::Ban));
+    }
+
+    #[test]
+    fn a_restore_someone_else_made_counts_as_applied() {
+        let (r, mut u) = state();
+        let plan = plan_of(&r, &u);
+        find(&mut u, BOB).banned_until = Some(now() - time::Duration::days(1));
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(report.drift, vec![]);
+        assert_eq!(actions(&report.already_applied), vec![ActionKind::Restore]);
+    }
+
+    #[test]
+    fn deleted_and_soft_deleted_users_are_drift() {
+        let (r, mut u) = state();
+        let plan = plan_of(&r, &u);
+        u.retain(|x| x.id != ANN);
+        find(&mut u, ERIN).deleted_at = Some(now());
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            lines(&report),
+            vec![
+                "ann@example.com: user 9f2e0000… deleted since the plan",
+                "erin@example.com: user 9f2e0000… deleted since the plan",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_re_created_user_is_one_difference() {
+        let (r, mut u) = state();
+        let plan = plan_of(&r, &u);
+        u.retain(|x| x.id != CAROL);
+        u.push(user(NEW, "carol@example.com"));
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            report.drift,
+            vec![Drift::Recreated {
+                email: "carol@example.com".into(),
+                old_id: CAROL.into(),
+                new_id: NEW.into(),
+            }]
+        );
+        assert_eq!(
+            lines(&report),
+            vec!["carol@example.com: user 9f2e0000… deleted and re-created as 41aa0000…"]
+        );
+        // The ban targets the old id, which is gone: it is not applied.
+        assert!(report.pending.iter().any(|c| c.action == ActionKind::Ban));
+    }
+
+    #[test]
+    fn a_user_created_since_the_plan_is_drift_unless_a_create_explains_it() {
+        let (r, mut u) = state();
+        let plan = plan_of(&r, &u);
+        u.push(user(NEW, "fay@example.com"));
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            lines(&report),
+            vec!["fay@example.com: user 41aa0000… created since the plan"]
+        );
+        // A banned user under a planned create's email is not that create.
+        let (r, mut u) = state();
+        u.push(banned_for(NEW, "dana@example.com", 1));
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            lines(&report),
+            vec!["dana@example.com: user 41aa0000… created since the plan (banned)"]
+        );
+        assert_eq!(
+            actions(&report.pending),
+            vec![ActionKind::Create, ActionKind::Restore, ActionKind::Ban]
+        );
+    }
+
+    #[test]
+    fn an_email_changed_on_an_id_is_drift_but_a_case_change_is_not() {
+        let (r, mut u) = state();
+        let plan = plan_of(&r, &u);
+        find(&mut u, ANN).email = Some("ANN@Example.com ".into());
+        assert_eq!(check(&plan, &r, &u, later()).drift, vec![]);
+        find(&mut u, ERIN).email = Some("erin@elsewhere.org".into());
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            report.drift,
+            vec![Drift::EmailChanged {
+                id: ERIN.into(),
+                old_email: "erin@example.com".into(),
+                new_email: "erin@elsewhere.org".into(),
+            }]
+        );
+        assert_eq!(
+            lines(&report),
+            vec!["erin@example.com: user 9f2e0000… now has the email erin@elsewhere.org"]
+        );
+    }
+
+    #[test]
+    fn users_without_email_are_not_covered() {
+        let (r, mut u) = state();
+        let plan = plan_of(&r, &u);
+        u.push(AuthUser {
+            email: None,
+            ..user("phone", "")
+        });
+        assert_eq!(check(&plan, &r, &u, later()).drift, vec![]);
+    }
+
+    #[test]
+    fn drift_is_listed_roster_first_then_by_email() {
+        let (mut r, mut u) = state();
+        let plan = plan_of(&r, &u);
+        r.extend(roster(&["zoe@example.com"]));
+        find(&mut u, ERIN).banned_until = Some(now() + time::Duration::days(1));
+        u.retain(|x| x.id != ANN);
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            lines(&report),
+            vec![
+                "roster: +zoe@example.com added since the plan",
+                "ann@example.com: user 9f2e0000… deleted since the plan",
+                "erin@example.com: active at plan time, now banned",
+            ]
+        );
+    }
+
+    #[test]
+    fn display_sanitises_emails_and_ids() {
+        let d = Drift::Recreated {
+            email: "x\u{202e}@example.com".into(),
+            old_id: "\u{1b}[31m".into(),
+            new_id: "short".into(),
+        };
+        assert_eq!(
+            d.to_string(),
+            "x\\u{202e}@example.com: user \\u{1b}[31m deleted and re-created as short"
+        );
+    }
+
+    proptest::proptest! {
+        /// Resume: whatever part of a plan was applied, the rest is pending, the applied
+        /// part is reported as such, and none of it is drift.
+        #[test]
+        fn any_applied_subset_is_resumable_without_drift(
+            roster in crate::reconcile::tests::roster_strategy(),
+            users in crate::reconcile::tests::users_strategy(),
+            policy in crate::reconcile::tests::policy_strategy(),
+            mask in proptest::collection::vec(proptest::bool::ANY, 24),
+        ) {
+            let rec = reconcile(&roster, &users, now(), &policy);
+            let plan = Plan::new(&rec, PlanMeta {
+                created_at: now(),
+                expires_at: now(),
+                target: "https://abcd.supabase.co".into(),
+                roster_source: RosterSource::default_table(),
+                generator_version: "0.1.0".into(),
+            });
+            let done: Vec<Change> = plan
+                .changes
+                .iter()
+                .zip(mask.iter().chain(std::iter::repeat(&true)))
+                .filter(|(_, applied)| **applied)
+                .map(|(c, _)| c.clone())
+                .collect();
+            let after = crate::reconcile::tests::apply_effects(&users, &done);
+            let report = check(&plan, &roster, &after, later());
+            proptest::prop_assert_eq!(report.drift, vec![]);
+            proptest::prop_assert_eq!(&report.already_applied, &done);
+            proptest::prop_assert_eq!(
+                report.pending.len() + report.already_applied.len(),
+                plan.changes.len()
+            );
+        }
+    }
+}

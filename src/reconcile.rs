@@ -353,12 +353,12 @@ fn change(action: ActionKind, user: &ObservedUser) -> Change {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use proptest::prelude::*;
     use time::macros::datetime;
 
-    fn now() -> OffsetDateTime {
+    pub(crate) fn now() -> OffsetDateTime {
         datetime!(2026-11-29 07:00 UTC)
     }
 
@@ -793,7 +793,7 @@ mod tests {
         )
     }
 
-    fn roster_strategy() -> impl Strategy<Value = Vec<RosterEntry>> {
+    pub(crate) fn roster_strategy() -> impl Strategy<Value = Vec<RosterEntry>> {
         prop::collection::vec(prop::option::weighted(0.95, raw_email()), 0..12).prop_map(|emails| {
             emails
                 .into_iter()
@@ -806,7 +806,7 @@ mod tests {
         })
     }
 
-    fn users_strategy() -> impl Strategy<Value = Vec<AuthUser>> {
+    pub(crate) fn users_strategy() -> impl Strategy<Value = Vec<AuthUser>> {
         prop::collection::vec(
             (
                 prop::option::weighted(0.9, raw_email()),
@@ -835,7 +835,7 @@ mod tests {
         })
     }
 
-    fn policy_strategy() -> impl Strategy<Value = Policy> {
+    pub(crate) fn policy_strategy() -> impl Strategy<Value = Policy> {
         (any::<bool>(), any::<bool>()).prop_map(|(domain, one)| {
             let mut policy = Policy::default();
             if domain {
@@ -850,7 +850,7 @@ mod tests {
 
     /// What `apply` would leave behind: create -> new active user, restore -> unban,
     /// ban -> banned for 100 years.
-    fn apply_effects(users: &[AuthUser], changes: &[Change]) -> Vec<AuthUser> {
+    pub(crate) fn apply_effects(users: &[AuthUser], changes: &[Change]) -> Vec<AuthUser> {
         let mut users = users.to_vec();
         for (i, c) in changes.iter().enumerate() {
             match c.action {
