@@ -49,7 +49,7 @@ impl fmt::Display for Warning {
                     let ids: Vec<String> = c.user_ids.iter().map(|id| sanitize(id)).collect();
                     write!(f, " (users {})", ids.join(", "))?;
                 }
-                f.write_str("; nothing touches it")
+                f.write_str("; left alone")
             }
         }
     }
@@ -279,17 +279,15 @@ pub fn reconcile(
         } else {
             // Two or more users share this email: never guess which is the person, and
             // do not create another one either. Ids are sorted (the group is).
-            let reason = if on_roster {
-                format!(
-                    "{} auth users have this email (after trimming and lower-casing); it is on the roster, so none is created, restored or banned",
-                    group.len()
-                )
-            } else {
-                format!(
-                    "{} auth users have this email (after trimming and lower-casing); none is banned",
-                    group.len()
-                )
-            };
+            let reason = format!(
+                "{} auth users have this email (after trimming and lower-casing){}",
+                group.len(),
+                if on_roster {
+                    ", and it is on the roster"
+                } else {
+                    ""
+                }
+            );
             conflicts.push(Conflict {
                 email: email.to_string(),
                 reason,
@@ -744,7 +742,7 @@ pub(crate) mod tests {
         });
         assert_eq!(
             w.to_string(),
-            "conflict: `evil\\u{202e}moc.elpmaxe@x`: r\\u{a} (users 1); nothing touches it"
+            "conflict: `evil\\u{202e}moc.elpmaxe@x`: r\\u{a} (users 1); left alone"
         );
     }
 

@@ -397,16 +397,20 @@ pub fn plan_markdown(plan: &Plan) -> String {
         if changes.is_empty() {
             continue;
         }
-        let items = changes.iter().map(|c| match &c.user_id {
-            Some(id) => format!("{} (user {})", md_item(&c.email), md_item(&short_id(id))),
-            None => md_item(&c.email),
-        });
-        md_details(&mut out, &format!("{action}: {}", changes.len()), items);
+        md_details(
+            &mut out,
+            &format!("{action}: {}", changes.len()),
+            &changes,
+            |c| match &c.user_id {
+                Some(id) => format!("{} (user {})", md_item(&c.email), md_item(&short_id(id))),
+                None => md_item(&c.email),
+            },
+        );
     }
 
     if !plan.conflicts.is_empty() {
         let _ = writeln!(out, "#### Conflicts (left alone)\n");
-        md_list(&mut out, plan.conflicts.iter().map(md_conflict));
+        md_list(&mut out, &plan.conflicts, md_conflict);
         out.push('\n');
     }
     let protected = protected_users(plan);
@@ -414,7 +418,8 @@ pub fn plan_markdown(plan: &Plan) -> String {
         md_details(
             &mut out,
             &format!("protected (not banned): {}", protected.len()),
-            protected.iter().map(|u| md_item(&u.email)),
+            &protected,
+            |u| md_item(&u.email),
         );
     }
 
@@ -455,26 +460,28 @@ fn md_conflict(c: &Conflict) -> String {
     line
 }
 
-fn md_details(out: &mut String, summary: &str, items: impl Iterator<Item = String>) {
+fn md_details<T>(out: &mut String, summary: &str, items: &[T], item: impl Fn(&T) -> String) {
     let _ = writeln!(out, "<details>\n<summary>{summary}</summary>\n");
-    md_list(out, items);
+    md_list(out, items, item);
     out.push_str("\n</details>\n\n");
 }
 
-/// A bullet list within `MD_SECTION_BUDGET` bytes; what does not fit becomes a count.
-fn md_list(out: &mut String, items: impl Iterator<Item = String>) {
+/// A bullet list within `MD_SECTION_BUDGET` bytes; what does not fit becomes a count
+/// (and is never formatted: a 100k-item list costs what the shown part costs).
+fn md_list<T>(out: &mut String, items: &[T], item: impl Fn(&T) -> String) {
     let mut used = 0usize;
-    let mut left_off = 0usize;
-    for item in items {
-        if left_off > 0 || used + item.len() + 3 > MD_SECTION_BUDGET {
-            left_off += 1;
-            continue;
+    let mut shown = 0usize;
+    for t in items {
+        let line = item(t);
+        if used + line.len() + 3 > MD_SECTION_BUDGET {
+            break;
         }
-        used += item.len() + 3;
-        let _ = writeln!(out, "- {item}");
+        used += line.len() + 3;
+        shown += 1;
+        let _ = writeln!(out, "- {line}");
     }
-    if left_off > 0 {
-        let _ = writeln!(out, "- … and {left_off} more");
+    if shown < items.len() {
+        let _ = writeln!(out, "- … and {} more", items.len() - shown);
     }
 }
 
@@ -512,4 +519,404 @@ fn md_item(s: &str) -> String {
         }
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AuthUser, RosterEntry, RosterSource};
+    use crate::planfile::PlanMeta;
+    use crate::reconcile::tests::{now, policy_strategy, roster_strategy, users_strategy};
+    use crate::reconcile::{Policy, reconcile};
+    use proptest::prelude::*;
+
+    const PLAIN: Style = Style { color: false };
+    const COLOR: Style = Style { color: true };
+
+    fn user(id: &str, email: &str, banned: bool) -> AuthUser {
+        AuthUser {
+            id: id.into(),
+            email: Some(email.into()),
+            banned_until: banned.then(|| now() + time::Duration::days(365 * 100)),
+            deleted_at: None,
+            is_anonymous: false,
+        }
+    }
+
+    fn plan_of(roster: &[&str], users: &[AuthUser], policy: &Policy) -> Plan {
+        let roster: Vec<RosterEntry> = roster
+            .iter()
+            .enumerate()
+            .map(|(i, e)| RosterEntry {
+                email: Some(e.to_string()),
+                origin: format!("row {}", i + 2),
+            })
+            .collect();
+        let rec = reconcile(&roster, users, now(), policy);
+        Plan::new(
+            &rec,
+            PlanMeta {
+                created_at: now(),
+                expires_at: now() + time::Duration::days(7),
+                target: "https://abcd.supabase.co".into(),
+                roster_source: RosterSource::default_table(),
+                generator_version: "0.1.0".into(),
+            },
+        )
+    }
+
+    /// Every kind of line: unchanged runs, a create, a restore, a ban, a conflict, a
+    /// protected account, an ignored user, an invalid roster row.
+    fn sample() -> Plan {
+        let mut policy = Policy::default();
+        policy.protection.add("ops@example.com");
+        let mut users = vec![
+            user(
+                "a0000000-0000-4000-8000-000000000001",
+                "ann@example.com",
+                false,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000002",
+                "bob@example.com",
+                true,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000003",
+                "carol@example.com",
+                false,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000004",
+                "dup@example.com",
+                false,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000005",
+                "DUP@example.com",
+                false,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000006",
+                "ops@example.com",
+                false,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000007",
+                "zed@example.com",
+                true,
+            ),
+            AuthUser {
+                email: None,
+                ..user("a0000000-0000-4000-8000-000000000008", "", false)
+            },
+        ];
+        for i in 0..3 {
+            users.push(user(
+                &format!("b0000000-0000-4000-8000-00000000000{i}"),
+                &format!("m{i}@example.com"),
+                false,
+            ));
+        }
+        plan_of(
+            &[
+                "ann@example.com",
+                "bob@example.com",
+                "dana@example.com",
+                "m0@example.com",
+                "m1@example.com",
+                "m2@example.com",
+                "not an email",
+            ],
+            &users,
+            &policy,
+        )
+    }
+
+    fn visible_escapes(s: &str) -> String {
+        s.replace('\u{1b}', "␛")
+    }
+
+    #[test]
+    fn plan_text_plain() {
+        insta::assert_snapshot!(plan_text(&sample(), PLAIN));
+    }
+
+    #[test]
+    fn plan_text_coloured() {
+        let text = plan_text(&sample(), COLOR);
+        assert!(text.contains("\u{1b}[32m+ dana@example.com"), "{text}");
+        assert!(text.contains("\u{1b}[33m~ bob@example.com"), "{text}");
+        assert!(text.contains("\u{1b}[31m- carol@example.com"), "{text}");
+        insta::assert_snapshot!(visible_escapes(&text));
+    }
+
+    #[test]
+    fn plain_text_has_no_escape_codes() {
+        assert!(!plan_text(&sample(), PLAIN).contains('\u{1b}'));
+        assert!(!plan_footer("plan.json", "sha256:ab", PLAIN).contains('\u{1b}'));
+        assert!(!drift_text(&[], PLAIN).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn plan_markdown_snapshot() {
+        insta::assert_snapshot!(plan_markdown(&sample()));
+    }
+
+    #[test]
+    fn a_plan_without_changes_says_so() {
+        let plan = plan_of(
+            &["ann@example.com"],
+            &[user("1", "ann@example.com", false)],
+            &Policy::default(),
+        );
+        assert_eq!(
+            plan_text(&plan, PLAIN),
+            "Plan: 0 to create, 0 to restore, 0 to ban, 1 unchanged.\n\nNo changes: the auth users are in step with the roster.\n"
+        );
+        let md = plan_markdown(&plan);
+        assert!(md.contains("No changes"), "{md}");
+        assert!(!md.contains("[!WARNING]"), "{md}");
+    }
+
+    #[test]
+    fn footer_names_the_file_digest_and_command() {
+        assert_eq!(
+            plan_footer("plan.json", "sha256:abc", PLAIN),
+            "Plan saved to plan.json\nDigest: sha256:abc\nApply it with: provision apply plan.json --expect-digest sha256:abc\n"
+        );
+        let quoted = plan_footer("my plans/it's.json", "sha256:abc", PLAIN);
+        assert!(
+            quoted.contains("provision apply 'my plans/it'\\''s.json' --expect-digest"),
+            "{quoted}"
+        );
+    }
+
+    #[test]
+    fn drift_text_lists_each_difference() {
+        let drift = vec![
+            Drift::RosterAdded {
+                email: crate::model::Email::parse("eve@example.com").unwrap(),
+            },
+            Drift::Banned {
+                email: "erin@example.com".into(),
+                id: "1".into(),
+            },
+        ];
+        insta::assert_snapshot!(drift_text(&drift, PLAIN), @r"
+        The remote state changed since the plan was made (2 differences):
+          ! roster: +eve@example.com added since the plan
+          ! erin@example.com: active at plan time, now banned
+        ");
+        let many: Vec<Drift> = (0..150)
+            .map(|i| Drift::UserDeleted {
+                email: format!("u{i}@example.com"),
+                id: i.to_string(),
+            })
+            .collect();
+        let text = drift_text(&many, PLAIN);
+        assert_eq!(text.lines().count(), 1 + 100 + 1);
+        assert!(text.ends_with("  … and 50 more differences\n"), "{text}");
+    }
+
+    #[test]
+    fn warnings_text_prefixes_each_warning() {
+        let plan = plan_of(
+            &["A@example.com", "a@example.com "],
+            &[],
+            &Policy::default(),
+        );
+        let _ = plan;
+        let rec = reconcile(
+            &[
+                RosterEntry {
+                    email: Some("A@example.com".into()),
+                    origin: "row 2".into(),
+                },
+                RosterEntry {
+                    email: Some("a@example.com ".into()),
+                    origin: "row 3".into(),
+                },
+            ],
+            &[],
+            now(),
+            &Policy::default(),
+        );
+        assert_eq!(
+            warnings_text(&rec.warnings, PLAIN),
+            "warning: roster: `a@example.com` appears in 2 rows (after trimming and lower-casing); they are merged into one\n"
+        );
+    }
+
+    #[test]
+    fn sanitize_escapes_controls_bidi_and_invisibles_only() {
+        assert_eq!(sanitize("ann@example.com"), "ann@example.com");
+        assert_eq!(sanitize("josé@exämple.com"), "josé@exämple.com");
+        assert_eq!(sanitize("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(
+            sanitize("a\nb\tc\u{7f}\u{85}"),
+            "a\\u{a}b\\u{9}c\\u{7f}\\u{85}"
+        );
+        for c in [
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200e}', '\u{200f}', '\u{061c}', '\u{200b}', '\u{200c}',
+            '\u{200d}', '\u{2060}', '\u{feff}',
+        ] {
+            let s = sanitize(&format!("x{c}y"));
+            assert_eq!(s, format!("x\\u{{{:x}}}y", u32::from(c)));
+        }
+    }
+
+    #[test]
+    fn bidi_and_control_emails_are_escaped_in_text_and_markdown() {
+        // An auth user's email is whatever the server holds: it reaches the ban list.
+        let evil = "admin\u{202e}moc.elpmaxe@evil.com\u{1b}[0m";
+        let plan = plan_of(&[], &[user("1", evil, false)], &Policy::default());
+        let text = plan_text(&plan, COLOR);
+        assert!(
+            !text.contains('\u{202e}') && !text.contains("\u{1b}[0m@"),
+            "{text}"
+        );
+        assert!(
+            text.contains("admin\\u{202e}moc.elpmaxe@evil.com\\u{1b}[0m"),
+            "{text}"
+        );
+        let md = plan_markdown(&plan);
+        assert!(!md.contains('\u{202e}') && !md.contains('\u{1b}'), "{md}");
+        assert!(md.contains("admin\\\\u\\{202e\\}"), "{md}");
+    }
+
+    #[test]
+    fn markdown_escapes_markup_in_emails() {
+        let plan = plan_of(
+            &[],
+            &[user("1", "<img src=x>*[a](b)*@example.com", false)],
+            &Policy::default(),
+        );
+        let md = plan_markdown(&plan);
+        assert!(
+            md.contains("&lt;img src=x&gt;\\*\\[a\\]\\(b\\)\\*\\@example.com"),
+            "{md}"
+        );
+        assert!(!md.contains("<img"), "{md}");
+    }
+
+    fn big_plan(n: usize) -> Plan {
+        // n users: a third paired, a third leavers (bans), a third banned returners
+        // (restores), plus n/3 newcomers interleaved (creates).
+        let mut roster = Vec::new();
+        let mut users = Vec::new();
+        for i in 0..n {
+            let email = format!("user{i:06}@example.com");
+            let id = format!("{i:08}-0000-4000-8000-000000000000");
+            match i % 3 {
+                0 => {
+                    roster.push(email.clone());
+                    users.push(user(&id, &email, false));
+                }
+                1 => users.push(user(&id, &email, false)),
+                _ => {
+                    roster.push(email.clone());
+                    users.push(user(&id, &email, true));
+                }
+            }
+            if i % 3 == 0 {
+                roster.push(format!("user{i:06}x@example.com"));
+            }
+        }
+        let roster: Vec<&str> = roster.iter().map(String::as_str).collect();
+        plan_of(&roster, &users, &Policy::default())
+    }
+
+    #[test]
+    fn markdown_of_a_100k_change_plan_stays_under_the_limit() {
+        let plan = big_plan(100_000);
+        assert!(plan.changes.len() >= 100_000);
+        let md = plan_markdown(&plan);
+        assert!(md.chars().count() < MARKDOWN_LIMIT, "{}", md.len());
+        assert!(md.contains("… and "), "lists are cut");
+        assert!(md.contains(&plan.digest));
+    }
+
+    #[test]
+    fn markdown_stays_under_the_limit_with_huge_hostile_values() {
+        let long = format!("{}@example.com", "\u{202e}<&".repeat(5_000));
+        let mut users: Vec<AuthUser> = (0..300)
+            .map(|i| {
+                user(
+                    &format!("{i}{}", "9".repeat(500)),
+                    &format!("{i}{long}"),
+                    false,
+                )
+            })
+            .collect();
+        users.extend((0..100).map(|i| user(&format!("d{i}"), "dup@example.com", false)));
+        let mut policy = Policy::default();
+        policy.protection.add("@example.org");
+        users.extend((0..300).map(|i| {
+            user(
+                &format!("p{i}"),
+                &format!("{i}{}@example.org", "_".repeat(300)),
+                false,
+            )
+        }));
+        let roster: Vec<String> = (0..300)
+            .map(|i| format!("bad{i}{}", "`".repeat(3_000)))
+            .collect();
+        let roster: Vec<&str> = roster.iter().map(String::as_str).collect();
+        let mut plan = plan_of(&roster, &users, &policy);
+        plan.target = format!("https://{}.example.com", "a".repeat(10_000));
+        let md = plan_markdown(&plan);
+        assert!(md.chars().count() < MARKDOWN_LIMIT, "{}", md.len());
+        assert!(!md.contains('\u{202e}'));
+    }
+
+    #[test]
+    fn text_of_a_big_plan_prints_changes_not_unchanged_users() {
+        let plan = big_plan(30_000);
+        let text = plan_text(&plan, PLAIN);
+        let changes = plan.changes.len();
+        // One line per change, at most one collapsed run between changes, a few more.
+        assert!(text.lines().count() <= 2 * changes + 10);
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("+ ")).count(),
+            plan.summary.create
+        );
+    }
+
+    proptest! {
+        /// The diff shows each change exactly once, in email order, and accounts for every
+        /// observed user.
+        #[test]
+        fn user_diff_accounts_for_every_change_and_user(
+            roster in roster_strategy(), users in users_strategy(), policy in policy_strategy()
+        ) {
+            let rec = reconcile(&roster, &users, now(), &policy);
+            let plan = Plan::new(&rec, PlanMeta {
+                created_at: now(),
+                expires_at: now(),
+                target: "https://abcd.supabase.co".into(),
+                roster_source: RosterSource::default_table(),
+                generator_version: "0.1.0".into(),
+            });
+            let rows = user_diff(&plan);
+            let (mut creates, mut restores, mut bans, mut same) = (0, 0, 0, 0);
+            let mut emails = Vec::new();
+            for row in &rows {
+                match row {
+                    Row::Create(e) => { creates += 1; emails.push(*e); }
+                    Row::Restore(e) => { restores += 1; emails.push(*e); }
+                    Row::Ban(e) => { bans += 1; emails.push(*e); }
+                    Row::Same(n) => same += n,
+                }
+            }
+            prop_assert_eq!(creates, plan.summary.create);
+            prop_assert_eq!(restores, plan.summary.restore);
+            prop_assert_eq!(bans, plan.summary.ban);
+            prop_assert_eq!(same + restores + bans, plan.observed.users.len());
+            prop_assert!(emails.windows(2).all(|w| w[0] <= w[1]));
+            // No two collapsed runs in a row.
+            prop_assert!(rows.windows(2).all(|w| !matches!(w, [Row::Same(_), Row::Same(_)])));
+        }
+    }
 }
