@@ -1,0 +1,1030 @@
+//! The only owner of the plan file's JSON (format_version 1): the domain `Plan`, its
+//! fingerprints and canonical digest, parsing with every refusal the contract names, and
+//! the atomic write. The serde structs stay private; nothing else here decides anything.
+
+use std::fs;
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+
+use crate::error::Error;
+use crate::model::{
+    ActionKind, Change, Conflict, Email, Observed, ObservedUser, RosterSource, Summary,
+};
+use crate::reconcile::Reconciliation;
+use crate::render::sanitize;
+
+/// The only format this version writes and reads.
+pub const FORMAT_VERSION: i64 = 1;
+
+/// The `generator.name` every plan carries.
+pub const GENERATOR_NAME: &str = "provision";
+
+/// A plan as the rest of the program sees it. Built by [`Plan::new`] (which computes the
+/// fingerprints and the digest) or by [`Plan::parse`] (which verifies them); change no
+/// field afterwards, or the recorded digest no longer describes the plan.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    pub generator_version: String,
+    /// UTC, whole seconds.
+    pub created_at: OffsetDateTime,
+    /// UTC, whole seconds.
+    pub expires_at: OffsetDateTime,
+    /// The project URL the plan was made for.
+    pub target: String,
+    pub roster_source: RosterSource,
+    pub roster_count: usize,
+    pub roster_digest: String,
+    pub auth_users_count: usize,
+    pub auth_users_digest: String,
+    pub summary: Summary,
+    pub changes: Vec<Change>,
+    pub conflicts: Vec<Conflict>,
+    pub observed: Observed,
+    /// `sha256:` + hex over the canonical form of the whole file without `digest`.
+    pub digest: String,
+}
+
+/// What a plan records besides the reconciliation itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanMeta {
+    pub created_at: OffsetDateTime,
+    pub expires_at: OffsetDateTime,
+    pub target: String,
+    pub roster_source: RosterSource,
+    pub generator_version: String,
+}
+
+impl Plan {
+    pub fn new(rec: &Reconciliation, meta: PlanMeta) -> Plan {
+        let mut plan = Plan {
+            generator_version: meta.generator_version,
+            created_at: whole_seconds_utc(meta.created_at),
+            expires_at: whole_seconds_utc(meta.expires_at),
+            target: meta.target,
+            roster_source: meta.roster_source,
+            roster_count: rec.observed.roster.len(),
+            roster_digest: roster_digest(&rec.observed.roster),
+            auth_users_count: rec.observed.users.len(),
+            auth_users_digest: auth_users_digest(&rec.observed.users),
+            summary: rec.summary,
+            changes: rec.changes.clone(),
+            conflicts: rec.conflicts.clone(),
+            observed: rec.observed.clone(),
+            digest: String::new(),
+        };
+        plan.digest = plan.compute_digest();
+        plan
+    }
+
+    /// The file's text: pretty-printed (2 spaces), members in the contract's order,
+    /// ending with a newline.
+    pub fn to_pretty_json(&self) -> String {
+        let mut text = match serde_json::to_string_pretty(&self.to_file()) {
+            Ok(text) => text,
+            // Serialising plain structs of strings and integers into a String cannot fail.
+            Err(e) => unreachable!("serialising a plan failed: {e}"),
+        };
+        text.push('\n');
+        text
+    }
+
+    /// Read a plan from text. `path` only names the file in errors.
+    ///
+    /// Refusals, in the order they are checked: not JSON, not an object, or no
+    /// `format_version` -> `NotAPlan`; an integer `format_version` other than 1 ->
+    /// `UnknownFormat`; no string `digest` -> `NotAPlan`; a digest that does not match the
+    /// raw document (unknown members included) -> `DigestMismatch`; the wrong shape ->
+    /// `NotAPlan` (with serde's line and column); fingerprints that do not match
+    /// `observed` -> `DigestMismatch`.
+    pub fn parse(text: &str, path: &Path) -> Result<Plan, Error> {
+        let not_a_plan = |reason: String| Error::NotAPlan {
+            path: path.to_path_buf(),
+            reason,
+        };
+        let value: Value =
+            serde_json::from_str(text).map_err(|e| not_a_plan(format!("not JSON: {e}")))?;
+        let Value::Object(mut object) = value else {
+            return Err(not_a_plan("the top level is not a JSON object".into()));
+        };
+        match object.get("format_version") {
+            None => return Err(not_a_plan("it has no `format_version` member".into())),
+            Some(v) => match (v.as_i64(), v.as_u64()) {
+                (Some(FORMAT_VERSION), _) => {}
+                (Some(other), _) => return Err(Error::UnknownFormat(other)),
+                (None, Some(big)) => {
+                    return Err(Error::UnknownFormat(i64::try_from(big).unwrap_or(i64::MAX)));
+                }
+                (None, None) => {
+                    return Err(not_a_plan(format!(
+                        "`format_version` is not an integer: {v}"
+                    )));
+                }
+            },
+        }
+        let recorded = match object.remove("digest") {
+            Some(Value::String(d)) => d,
+            Some(_) => return Err(not_a_plan("`digest` is not a string".into())),
+            None => return Err(not_a_plan("it has no `digest` member".into())),
+        };
+        let computed = digest_of(&Value::Object(object));
+        if recorded != computed {
+            return Err(Error::DigestMismatch { recorded, computed });
+        }
+
+        // The digest matches, so this is the file as written; now read it into domain
+        // types. Parsing the text again (not the Value) keeps serde's line and column.
+        let file: PlanFile =
+            serde_json::from_str(text).map_err(|e| not_a_plan(format!("unexpected shape: {e}")))?;
+        let plan = Plan::from_file(file, recorded).map_err(not_a_plan)?;
+
+        // The fingerprints are derived from `observed`: a mismatch means the writer was not
+        // this program, whatever the digest says.
+        for (recorded, computed) in [
+            (&plan.roster_digest, roster_digest(&plan.observed.roster)),
+            (
+                &plan.auth_users_digest,
+                auth_users_digest(&plan.observed.users),
+            ),
+        ] {
+            if *recorded != computed {
+                return Err(Error::DigestMismatch {
+                    recorded: recorded.clone(),
+                    computed,
+                });
+            }
+        }
+        if plan.roster_count != plan.observed.roster.len()
+            || plan.auth_users_count != plan.observed.users.len()
+        {
+            return Err(Error::NotAPlan {
+                path: path.to_path_buf(),
+                reason: "its `roster.count` or `auth_users.count` does not match `observed`".into(),
+            });
+        }
+        // Drift walks `observed` in order; a plan this program wrote is always sorted.
+        let sorted_roster = plan.observed.roster.windows(2).all(|w| w[0] < w[1]);
+        let sorted_users = plan
+            .observed
+            .users
+            .windows(2)
+            .all(|w| (&w[0].email, &w[0].id) < (&w[1].email, &w[1].id));
+        if !sorted_roster || !sorted_users {
+            return Err(Error::NotAPlan {
+                path: path.to_path_buf(),
+                reason: "its `observed` lists are not sorted and distinct".into(),
+            });
+        }
+        Ok(plan)
+    }
+
+    /// Read and parse a plan file. Unreadable -> `ReadFile`; not UTF-8 -> `NotAPlan`.
+    pub fn load(path: &Path) -> Result<Plan, Error> {
+        let bytes = fs::read(path).map_err(|e| Error::ReadFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+        let text = String::from_utf8(bytes).map_err(|e| Error::NotAPlan {
+            path: path.to_path_buf(),
+            reason: format!("not UTF-8 text: {e}"),
+        })?;
+        Plan::parse(&text, path)
+    }
+
+    /// Write the plan so that readers see either the old file or the whole new one:
+    /// a temporary file in the same directory, fsync, rename over `path`. The file is
+    /// readable by its owner only (it holds personal data). On failure an existing file
+    /// at `path` is left as it was.
+    pub fn write_atomic(&self, path: &Path) -> Result<(), Error> {
+        let write_error = |e: io::Error| Error::WriteFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        };
+        let text = self.to_pretty_json();
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let Some(name) = path.file_name() else {
+            return Err(write_error(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "the path names no file",
+            )));
+        };
+        let (tmp_path, mut file) =
+            create_temp(&dir, &name.to_string_lossy()).map_err(write_error)?;
+        let written = file
+            .write_all(text.as_bytes())
+            .and_then(|()| file.sync_all())
+            .and_then(|()| {
+                drop(file);
+                fs::rename(&tmp_path, path)
+            });
+        if let Err(e) = written {
+            // Best effort: the error that matters is the one already in hand.
+            let _ = fs::remove_file(&tmp_path);
+            return Err(write_error(e));
+        }
+        // Make the rename itself durable; not every platform lets a directory be opened.
+        if let Ok(d) = fs::File::open(&dir) {
+            let _ = d.sync_all();
+        }
+        Ok(())
+    }
+
+    fn compute_digest(&self) -> String {
+        let mut value = match serde_json::to_value(self.to_file()) {
+            Ok(v) => v,
+            Err(e) => unreachable!("a plan always converts to a JSON value: {e}"),
+        };
+        if let Value::Object(object) = &mut value {
+            object.remove("digest");
+        }
+        digest_of(&value)
+    }
+
+    fn to_file(&self) -> PlanFile {
+        PlanFile {
+            format_version: FORMAT_VERSION,
+            generator: GeneratorJson {
+                name: GENERATOR_NAME.to_string(),
+                version: self.generator_version.clone(),
+            },
+            created_at: format_time(self.created_at),
+            expires_at: format_time(self.expires_at),
+            target: TargetJson {
+                url: self.target.clone(),
+            },
+            roster: RosterJson {
+                source: self.roster_source.to_string(),
+                count: self.roster_count,
+                digest: self.roster_digest.clone(),
+            },
+            auth_users: AuthUsersJson {
+                count: self.auth_users_count,
+                digest: self.auth_users_digest.clone(),
+            },
+            summary: SummaryJson {
+                create: self.summary.create,
+                restore: self.summary.restore,
+                ban: self.summary.ban,
+                unchanged: self.summary.unchanged,
+                protected: self.summary.protected,
+                ignored: self.summary.ignored,
+                conflicts: self.summary.conflicts,
+            },
+            changes: self
+                .changes
+                .iter()
+                .map(|c| ChangeJson {
+                    action: c.action.as_str().to_string(),
+                    email: c.email.clone(),
+                    user_id: c.user_id.clone(),
+                })
+                .collect(),
+            conflicts: self
+                .conflicts
+                .iter()
+                .map(|c| ConflictJson {
+                    email: c.email.clone(),
+                    reason: c.reason.clone(),
+                    user_ids: c.user_ids.clone(),
+                })
+                .collect(),
+            observed: ObservedJson {
+                roster: self
+                    .observed
+                    .roster
+                    .iter()
+                    .map(|e| e.as_str().to_string())
+                    .collect(),
+                users: self
+                    .observed
+                    .users
+                    .iter()
+                    .map(|u| ObservedUserJson {
+                        id: u.id.clone(),
+                        email: u.email.clone(),
+                        banned: u.banned,
+                    })
+                    .collect(),
+            },
+            digest: self.digest.clone(),
+        }
+    }
+
+    /// Domain checks serde cannot make. The error is the reason for `NotAPlan`.
+    fn from_file(file: PlanFile, digest: String) -> Result<Plan, String> {
+        let changes = file
+            .changes
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| {
+                let action = ActionKind::parse(&c.action).ok_or_else(|| {
+                    format!(
+                        "`changes[{i}].action` is unknown: `{}`",
+                        sanitize(&c.action)
+                    )
+                })?;
+                match (action, &c.user_id) {
+                    (ActionKind::Create, Some(_)) => {
+                        return Err(format!("`changes[{i}]` is a create with a `user_id`"));
+                    }
+                    (ActionKind::Restore | ActionKind::Ban, None) => {
+                        return Err(format!("`changes[{i}]` is a {action} without a `user_id`"));
+                    }
+                    _ => {}
+                }
+                Ok(Change {
+                    action,
+                    email: c.email,
+                    user_id: c.user_id,
+                })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let roster = file
+            .observed
+            .roster
+            .into_iter()
+            .map(|raw| match Email::parse(&raw) {
+                Ok(email) if email.as_str() == raw => Ok(email),
+                _ => Err(format!(
+                    "`observed.roster` holds `{}`, not a normalised valid email",
+                    sanitize(&raw)
+                )),
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        let users = file
+            .observed
+            .users
+            .into_iter()
+            .map(|u| ObservedUser {
+                email: u.email,
+                id: u.id,
+                banned: u.banned,
+            })
+            .collect();
+        Ok(Plan {
+            generator_version: file.generator.version,
+            created_at: parse_time(&file.created_at, "created_at")?,
+            expires_at: parse_time(&file.expires_at, "expires_at")?,
+            target: file.target.url,
+            roster_source: RosterSource::parse(&file.roster.source).ok_or_else(|| {
+                format!(
+                    "`roster.source` is neither `table:SCHEMA.TABLE` nor `file:PATH`: `{}`",
+                    sanitize(&file.roster.source)
+                )
+            })?,
+            roster_count: file.roster.count,
+            roster_digest: file.roster.digest,
+            auth_users_count: file.auth_users.count,
+            auth_users_digest: file.auth_users.digest,
+            summary: Summary {
+                create: file.summary.create,
+                restore: file.summary.restore,
+                ban: file.summary.ban,
+                unchanged: file.summary.unchanged,
+                protected: file.summary.protected,
+                ignored: file.summary.ignored,
+                conflicts: file.summary.conflicts,
+            },
+            changes,
+            conflicts: file
+                .conflicts
+                .into_iter()
+                .map(|c| Conflict {
+                    email: c.email,
+                    reason: c.reason,
+                    user_ids: c.user_ids,
+                })
+                .collect(),
+            observed: Observed { roster, users },
+            digest,
+        })
+    }
+}
+
+/// The roster fingerprint: `sha256:` + hex SHA-256 of the canonical JSON array of the
+/// distinct valid normalised roster emails in sorted order, e.g. the bytes
+/// `["ann@example.com","bob@example.com"]`.
+pub fn roster_digest(emails: &[Email]) -> String {
+    let mut hasher = HashWriter(Sha256::new());
+    write_list(&mut hasher, emails, |out, e| {
+        write_json_string(out, e.as_str())
+    });
+    hasher.finish()
+}
+
+/// The auth-user fingerprint: `sha256:` + hex SHA-256 of the canonical JSON array of the
+/// observed users (those with an email, not soft-deleted), sorted by email then id, each
+/// an object with its keys in byte order, e.g. the bytes
+/// `[{"banned":false,"email":"ann@example.com","id":"3f0c…"}]`
+/// (email normalised; `banned` as of the moment of reading).
+pub fn auth_users_digest(users: &[ObservedUser]) -> String {
+    let mut hasher = HashWriter(Sha256::new());
+    write_list(&mut hasher, users, |out, u| {
+        out.push_str(r#"{"banned":"#);
+        out.push_str(if u.banned { "true" } else { "false" });
+        out.push_str(r#","email":"#);
+        write_json_string(out, &u.email);
+        out.push_str(r#","id":"#);
+        write_json_string(out, &u.id);
+        out.push('}');
+    });
+    hasher.finish()
+}
+
+/// Write `[item,item,…]` in chunks: a million users never sit in one buffer.
+fn write_list<T>(hasher: &mut HashWriter, items: &[T], mut item: impl FnMut(&mut String, &T)) {
+    let mut buf = String::with_capacity(64 * 1024);
+    buf.push('[');
+    for (i, t) in items.iter().enumerate() {
+        if i > 0 {
+            buf.push(',');
+        }
+        item(&mut buf, t);
+        if buf.len() >= 60 * 1024 {
+            hasher.0.update(buf.as_bytes());
+            buf.clear();
+        }
+    }
+    buf.push(']');
+    hasher.0.update(buf.as_bytes());
+}
+
+/// The plan digest over a JSON value: `sha256:` + hex of its canonical form. Canonical:
+/// object members sorted by key (byte order), no whitespace outside strings, strings (keys
+/// included) escaped as serde_json escapes them, numbers as serde_json prints them
+/// (integers, in every plan this program writes), UTF-8. Members are sorted here rather
+/// than trusting `serde_json::Map`, whose order depends on the `preserve_order` feature.
+fn digest_of(value: &Value) -> String {
+    let mut hasher = HashWriter(Sha256::new());
+    let mut buf = String::with_capacity(64 * 1024);
+    write_canonical(&mut buf, &mut hasher, value);
+    hasher.0.update(buf.as_bytes());
+    hasher.finish()
+}
+
+fn write_canonical(buf: &mut String, hasher: &mut HashWriter, value: &Value) {
+    if buf.len() >= 60 * 1024 {
+        hasher.0.update(buf.as_bytes());
+        buf.clear();
+    }
+    match value {
+        Value::Null => buf.push_str("null"),
+        Value::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
+        Value::Number(n) => buf.push_str(&n.to_string()),
+        Value::String(s) => write_json_string(buf, s),
+        Value::Array(items) => {
+            buf.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    buf.push(',');
+                }
+                write_canonical(buf, hasher, item);
+            }
+            buf.push(']');
+        }
+        Value::Object(members) => {
+            let mut members: Vec<(&String, &Value)> = members.iter().collect();
+            members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+            buf.push('{');
+            for (i, (key, item)) in members.into_iter().enumerate() {
+                if i > 0 {
+                    buf.push(',');
+                }
+                write_json_string(buf, key);
+                buf.push(':');
+                write_canonical(buf, hasher, item);
+            }
+            buf.push('}');
+        }
+    }
+}
+
+/// A JSON string literal exactly as serde_json writes it.
+fn write_json_string(out: &mut String, s: &str) {
+    match serde_json::to_string(s) {
+        Ok(quoted) => out.push_str(&quoted),
+        // Serialising a &str into a String cannot fail.
+        Err(e) => unreachable!("serialising a string failed: {e}"),
+    }
+}
+
+struct HashWriter(Sha256);
+
+impl HashWriter {
+    fn finish(self) -> String {
+        let bytes = self.0.finalize();
+        let mut out = String::with_capacity(7 + 2 * bytes.len());
+        out.push_str("sha256:");
+        for b in bytes.iter() {
+            out.push(char::from(HEX[usize::from(b >> 4)]));
+            out.push(char::from(HEX[usize::from(b & 0x0f)]));
+        }
+        out
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn whole_seconds_utc(t: OffsetDateTime) -> OffsetDateTime {
+    let t = t.to_offset(UtcOffset::UTC);
+    t - time::Duration::nanoseconds(i64::from(t.nanosecond()))
+}
+
+/// RFC 3339, whole seconds, `Z`: `2026-11-29T07:00:00Z`.
+pub(crate) fn format_time(t: OffsetDateTime) -> String {
+    let t = whole_seconds_utc(t);
+    format!(
+        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}Z",
+        t.year(),
+        u8::from(t.month()),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second()
+    )
+}
+
+fn parse_time(s: &str, member: &str) -> Result<OffsetDateTime, String> {
+    OffsetDateTime::parse(s, &Rfc3339)
+        .map(whole_seconds_utc)
+        .map_err(|e| {
+            format!(
+                "`{member}` is not an RFC 3339 time (`{}`): {e}",
+                sanitize(s)
+            )
+        })
+}
+
+/// Create the temporary file next to the target, owner-only from the first byte.
+fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, fs::File)> {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut last_error = None;
+    for _ in 0..16 {
+        let n = COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
+        let mut options = fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        match options.open(&tmp) {
+            Ok(file) => return Ok((tmp, file)),
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
+            Err(e) => return Err(e),
+        }
+    }
+    Err(last_error.unwrap_or_else(|| io::Error::other("no free temporary file name")))
+}
+
+// ---- the wire format: private, in the contract's member order ----
+
+#[derive(Serialize, Deserialize)]
+struct PlanFile {
+    format_version: i64,
+    generator: GeneratorJson,
+    created_at: String,
+    expires_at: String,
+    target: TargetJson,
+    roster: RosterJson,
+    auth_users: AuthUsersJson,
+    summary: SummaryJson,
+    changes: Vec<ChangeJson>,
+    conflicts: Vec<ConflictJson>,
+    observed: ObservedJson,
+    digest: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct GeneratorJson {
+    name: String,
+    version: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TargetJson {
+    url: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct RosterJson {
+    source: String,
+    count: usize,
+    digest: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct AuthUsersJson {
+    count: usize,
+    digest: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SummaryJson {
+    create: usize,
+    restore: usize,
+    ban: usize,
+    unchanged: usize,
+    protected: usize,
+    ignored: usize,
+    conflicts: usize,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ChangeJson {
+    action: String,
+    email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    user_id: Option<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ConflictJson {
+    email: String,
+    reason: String,
+    /// Omitted when no auth user is involved (an invalid roster row nobody holds).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    user_ids: Vec<String>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ObservedJson {
+    roster: Vec<String>,
+    users: Vec<ObservedUserJson>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ObservedUserJson {
+    id: String,
+    email: String,
+    banned: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AuthUser, RosterEntry};
+    use crate::reconcile::{Policy, reconcile};
+    use time::macros::datetime;
+
+    fn now() -> OffsetDateTime {
+        datetime!(2026-11-29 07:00 UTC)
+    }
+
+    fn user(id: &str, email: &str, banned: bool) -> AuthUser {
+        AuthUser {
+            id: id.into(),
+            email: Some(email.into()),
+            banned_until: banned.then(|| now() + time::Duration::days(365 * 100)),
+            deleted_at: None,
+            is_anonymous: false,
+        }
+    }
+
+    /// A small plan touching every member: a create, a restore, a ban, a conflict.
+    pub(crate) fn sample_plan() -> Plan {
+        let roster: Vec<RosterEntry> = [
+            "ann@example.com",
+            "Bob@example.com",
+            "dana@example.com",
+            "not-an-email",
+        ]
+        .iter()
+        .enumerate()
+        .map(|(i, e)| RosterEntry {
+            email: Some(e.to_string()),
+            origin: format!("row {}", i + 2),
+        })
+        .collect();
+        let users = vec![
+            user(
+                "0b1e6c4a-0000-4000-8000-000000000001",
+                "ann@example.com",
+                false,
+            ),
+            user(
+                "0b1e6c4a-0000-4000-8000-000000000002",
+                "bob@example.com",
+                true,
+            ),
+            user(
+                "0b1e6c4a-0000-4000-8000-000000000003",
+                "Carol@example.com",
+                false,
+            ),
+            AuthUser {
+                email: None,
+                ..user("0b1e6c4a-0000-4000-8000-000000000004", "", false)
+            },
+        ];
+        let rec = reconcile(&roster, &users, now(), &Policy::default());
+        Plan::new(
+            &rec,
+            PlanMeta {
+                created_at: now() + time::Duration::milliseconds(1500),
+                expires_at: now() + time::Duration::days(7),
+                target: "https://abcd.supabase.co".into(),
+                roster_source: RosterSource::default_table(),
+                generator_version: "0.1.0".into(),
+            },
+        )
+    }
+
+    fn path() -> &'static Path {
+        Path::new("plan.json")
+    }
+
+    fn value_of(plan: &Plan) -> Value {
+        serde_json::from_str(&plan.to_pretty_json()).unwrap()
+    }
+
+    /// Re-sign an edited document the way a writer would.
+    fn resign(mut v: Value) -> Value {
+        let obj = v.as_object_mut().unwrap();
+        obj.remove("digest");
+        let d = digest_of(&v);
+        v.as_object_mut()
+            .unwrap()
+            .insert("digest".into(), Value::String(d));
+        v
+    }
+
+    fn canonical(v: &Value) -> String {
+        let mut hasher = HashWriter(Sha256::new());
+        let mut buf = String::new();
+        write_canonical(&mut buf, &mut hasher, v);
+        buf
+    }
+
+    fn sha256_hex(bytes: &[u8]) -> String {
+        let mut h = HashWriter(Sha256::new());
+        h.0.update(bytes);
+        h.finish()
+    }
+
+    #[test]
+    fn golden_plan_json() {
+        insta::assert_snapshot!(sample_plan().to_pretty_json());
+    }
+
+    #[test]
+    fn round_trips_through_its_text() {
+        let plan = sample_plan();
+        let text = plan.to_pretty_json();
+        assert!(text.ends_with("}\n"));
+        assert_eq!(Plan::parse(&text, path()).unwrap(), plan);
+    }
+
+    #[test]
+    fn times_are_utc_whole_seconds_with_z() {
+        let plan = sample_plan();
+        let v = value_of(&plan);
+        assert_eq!(v["created_at"], "2026-11-29T07:00:01Z");
+        assert_eq!(v["expires_at"], "2026-12-06T07:00:00Z");
+        let offset = datetime!(2026-11-29 09:00:00.25 +02:00);
+        assert_eq!(format_time(offset), "2026-11-29T07:00:00Z");
+    }
+
+    #[test]
+    fn conflict_user_ids_are_omitted_when_no_user_is_involved() {
+        let v = value_of(&sample_plan());
+        let conflicts = v["conflicts"].as_array().unwrap();
+        assert_eq!(conflicts.len(), 1);
+        assert!(conflicts[0].get("user_ids").is_none());
+        // And creates carry no user_id.
+        assert!(v["changes"][0].get("user_id").is_none());
+    }
+
+    #[test]
+    fn re_indenting_or_reordering_keeps_the_digest_valid() {
+        let plan = sample_plan();
+        let v = value_of(&plan);
+        let compact = serde_json::to_string(&v).unwrap();
+        assert_eq!(Plan::parse(&compact, path()).unwrap(), plan);
+        // serde_json's Map sorts keys here, so this is also a reordering of members.
+        let reindented = compact.replace(",\"", ",\n        \"");
+        assert_eq!(Plan::parse(&reindented, path()).unwrap(), plan);
+    }
+
+    #[test]
+    fn any_edit_breaks_the_digest() {
+        type Edit = Box<dyn Fn(&mut Value)>;
+        let edits: Vec<(&str, Edit)> = vec![
+            (
+                "change a value",
+                Box::new(|v| v["summary"]["ban"] = 0.into()),
+            ),
+            (
+                "change a ban into a restore",
+                Box::new(|v| v["changes"][2]["action"] = "restore".into()),
+            ),
+            (
+                "flip an observed state",
+                Box::new(|v| v["observed"]["users"][0]["banned"] = true.into()),
+            ),
+            (
+                "add a member",
+                Box::new(|v| {
+                    v.as_object_mut()
+                        .unwrap()
+                        .insert("note".into(), "hi".into());
+                }),
+            ),
+            (
+                "remove a member",
+                Box::new(|v| {
+                    v.as_object_mut().unwrap().remove("conflicts");
+                }),
+            ),
+            (
+                "remove a change",
+                Box::new(|v| {
+                    v["changes"].as_array_mut().unwrap().pop();
+                }),
+            ),
+        ];
+        for (what, edit) in edits {
+            let mut v = value_of(&sample_plan());
+            edit(&mut v);
+            let text = serde_json::to_string_pretty(&v).unwrap();
+            let err = Plan::parse(&text, path()).unwrap_err();
+            assert!(matches!(err, Error::DigestMismatch { .. }), "{what}: {err}");
+            assert_eq!(err.exit(), crate::error::Exit::Refused, "{what}");
+        }
+    }
+
+    #[test]
+    fn unknown_members_are_accepted_and_covered_by_the_digest() {
+        let plan = sample_plan();
+        let mut v = value_of(&plan);
+        v.as_object_mut()
+            .unwrap()
+            .insert("reviewed_by".into(), serde_json::json!({"name": "ops"}));
+        v["summary"]
+            .as_object_mut()
+            .unwrap()
+            .insert("extra".into(), 7.into());
+        let v = resign(v);
+        assert_eq!(
+            Plan::parse(&v.to_string(), path()).unwrap().changes,
+            plan.changes
+        );
+        let mut edited = v.clone();
+        edited["reviewed_by"]["name"] = "mallory".into();
+        assert!(matches!(
+            Plan::parse(&edited.to_string(), path()),
+            Err(Error::DigestMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn unknown_format_version_is_refused_with_exit_3() {
+        let mut v = value_of(&sample_plan());
+        v["format_version"] = 2.into();
+        let err = Plan::parse(&v.to_string(), path()).unwrap_err();
+        assert!(matches!(err, Error::UnknownFormat(2)), "{err}");
+        assert_eq!(err.exit(), crate::error::Exit::Refused);
+        // Even an otherwise broken file: the version decides first.
+        let err = Plan::parse(r#"{"format_version": 3}"#, path()).unwrap_err();
+        assert!(matches!(err, Error::UnknownFormat(3)), "{err}");
+    }
+
+    #[test]
+    fn not_json_or_no_format_version_is_not_a_plan() {
+        for (text, needle) in [
+            ("", "line 1 column 0"),
+            ("{\n  \"format_version\": 1,\n  oops", "line 3 column 3"),
+            ("[1, 2]", "not a JSON object"),
+            (r#"{"digest": "sha256:00"}"#, "no `format_version`"),
+            (r#"{"format_version": "1"}"#, "not an integer"),
+            (r#"{"format_version": 1.0}"#, "not an integer"),
+            (r#"{"format_version": 1}"#, "no `digest`"),
+        ] {
+            let err = Plan::parse(text, path()).unwrap_err();
+            assert!(matches!(err, Error::NotAPlan { .. }), "{text}: {err}");
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+            assert_eq!(err.exit(), crate::error::Exit::Error);
+        }
+    }
+
+    #[test]
+    fn wrong_shape_with_a_valid_digest_is_not_a_plan_with_line_and_column() {
+        let mut v = value_of(&sample_plan());
+        v["summary"]["ban"] = "one".into();
+        let text = serde_json::to_string_pretty(&resign(v)).unwrap();
+        let err = Plan::parse(&text, path()).unwrap_err();
+        assert!(matches!(err, Error::NotAPlan { .. }), "{err}");
+        assert!(err.to_string().contains("line"), "{err}");
+
+        let mut v = value_of(&sample_plan());
+        v["changes"][0]["action"] = "delete".into();
+        let err = Plan::parse(&resign(v).to_string(), path()).unwrap_err();
+        assert!(err.to_string().contains("unknown: `delete`"), "{err}");
+
+        let mut v = value_of(&sample_plan());
+        v["changes"][2].as_object_mut().unwrap().remove("user_id");
+        let err = Plan::parse(&resign(v).to_string(), path()).unwrap_err();
+        assert!(err.to_string().contains("without a `user_id`"), "{err}");
+    }
+
+    #[test]
+    fn fingerprints_must_match_observed() {
+        let mut v = value_of(&sample_plan());
+        v["observed"]["users"][0]["banned"] = true.into();
+        let err = Plan::parse(&resign(v).to_string(), path()).unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    }
+
+    #[test]
+    fn canonical_form_sorts_keys_and_escapes_like_serde_json() {
+        let v = serde_json::json!({"b": [1, {"z": null, "a": true}], "a": "x\u{1}\"é", "B": -3});
+        assert_eq!(
+            canonical(&v),
+            "{\"B\":-3,\"a\":\"x\\u0001\\\"é\",\"b\":[1,{\"a\":true,\"z\":null}]}"
+        );
+        assert_eq!(digest_of(&v), sha256_hex(canonical(&v).as_bytes()));
+    }
+
+    #[test]
+    fn fingerprint_preimages_are_as_documented() {
+        let plan = sample_plan();
+        assert_eq!(
+            plan.roster_digest,
+            sha256_hex(br#"["ann@example.com","bob@example.com","dana@example.com"]"#)
+        );
+        assert_eq!(
+            plan.auth_users_digest,
+            sha256_hex(
+                concat!(
+                    r#"[{"banned":false,"email":"ann@example.com","id":"0b1e6c4a-0000-4000-8000-000000000001"},"#,
+                    r#"{"banned":true,"email":"bob@example.com","id":"0b1e6c4a-0000-4000-8000-000000000002"},"#,
+                    r#"{"banned":false,"email":"carol@example.com","id":"0b1e6c4a-0000-4000-8000-000000000003"}]"#
+                )
+                .as_bytes()
+            )
+        );
+        assert_eq!(roster_digest(&[]), sha256_hex(b"[]"));
+        // The whole-plan digest is the canonical form without `digest`.
+        let mut v = value_of(&plan);
+        v.as_object_mut().unwrap().remove("digest");
+        assert_eq!(plan.digest, sha256_hex(canonical(&v).as_bytes()));
+        assert!(plan.digest.starts_with("sha256:") && plan.digest.len() == 7 + 64);
+    }
+
+    #[test]
+    fn write_atomic_writes_owner_only_and_load_reads_it_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.json");
+        std::fs::write(&path, "old").unwrap();
+        let plan = sample_plan();
+        plan.write_atomic(&path).unwrap();
+        assert_eq!(Plan::load(&path).unwrap(), plan);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn failed_write_leaves_the_existing_target_untouched() {
+        let dir = tempfile::tempdir().unwrap();
+        // A directory in the way: the rename fails after the temporary file was written.
+        let path = dir.path().join("plan.json");
+        std::fs::create_dir(&path).unwrap();
+        std::fs::write(path.join("keep"), "x").unwrap();
+        let err = sample_plan().write_atomic(&path).unwrap_err();
+        assert!(matches!(err, Error::WriteFile { .. }), "{err}");
+        assert_eq!(std::fs::read(path.join("keep")).unwrap(), b"x");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+        // A missing directory is a write error too.
+        let err = sample_plan()
+            .write_atomic(&dir.path().join("no/such/dir/plan.json"))
+            .unwrap_err();
+        assert!(matches!(err, Error::WriteFile { .. }), "{err}");
+    }
+
+    #[test]
+    fn load_reports_unreadable_and_non_utf8_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = Plan::load(&dir.path().join("missing.json")).unwrap_err();
+        assert!(matches!(err, Error::ReadFile { .. }), "{err}");
+        let path = dir.path().join("bin.json");
+        std::fs::write(&path, [0xff, 0xfe]).unwrap();
+        let err = Plan::load(&path).unwrap_err();
+        assert!(matches!(err, Error::NotAPlan { .. }), "{err}");
+    }
+}

@@ -1,0 +1,925 @@
+//! The pure planner: roster rows + auth users + `now` + policy -> the changes, conflicts
+//! and counts of a plan, and the one projection (`observe`) that both planning and the
+//! drift check use. No I/O, no clock, no terminal; nothing here knows the plan's JSON.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use time::OffsetDateTime;
+
+use crate::model::{
+    ActionKind, AuthUser, Change, Conflict, Email, Observed, ObservedUser, Protection, RosterEntry,
+    Summary, normalise_email,
+};
+use crate::render::sanitize;
+
+/// What the operator asked for beyond the roster itself.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Policy {
+    /// Accounts never banned (`--protect`).
+    pub protection: Protection,
+}
+
+/// Something the operator should hear about on stderr; none of these stop the plan.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Warning {
+    /// Several roster rows normalise to one email: they are one person.
+    MergedRosterRows { email: Email, rows: usize },
+    /// A conflict, as also listed in the plan.
+    Conflict(Conflict),
+}
+
+impl fmt::Display for Warning {
+    /// Sanitised: roster values and server emails may hold control or bidi characters.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Warning::MergedRosterRows { email, rows } => write!(
+                f,
+                "roster: `{}` appears in {rows} rows (after trimming and lower-casing); they are merged into one",
+                sanitize(email.as_str())
+            ),
+            Warning::Conflict(c) => {
+                write!(
+                    f,
+                    "conflict: `{}`: {}",
+                    sanitize(&c.email),
+                    sanitize(&c.reason)
+                )?;
+                if !c.user_ids.is_empty() {
+                    let ids: Vec<String> = c.user_ids.iter().map(|id| sanitize(id)).collect();
+                    write!(f, " (users {})", ids.join(", "))?;
+                }
+                f.write_str("; left alone")
+            }
+        }
+    }
+}
+
+/// Everything `plan` decides, before it is written down as a plan file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reconciliation {
+    /// Sorted by action (create, restore, ban), then email, then user id.
+    pub changes: Vec<Change>,
+    /// Sorted (email, then reason, then ids).
+    pub conflicts: Vec<Conflict>,
+    pub summary: Summary,
+    /// What the fingerprints cover; drift compares fresh state with it.
+    pub observed: Observed,
+    /// Merged roster rows (by email), then one per conflict (in conflict order).
+    pub warnings: Vec<Warning>,
+    /// Active (not banned) users with an email, not ignored, conflicting ones included:
+    /// the base of the default `--max-bans`.
+    pub active_with_email: usize,
+}
+
+/// Below this many rows + users, threads cost more than they save.
+const PARALLEL_THRESHOLD: usize = 50_000;
+
+/// A roster row that fails the contract's "Valid email" rules.
+#[derive(Debug, Clone)]
+struct InvalidRow {
+    /// The value as given (empty when the row has no email at all).
+    given: String,
+    /// Trimmed and lower-cased: an auth user holding exactly this is left alone.
+    normalised: String,
+    reason: String,
+}
+
+/// Both sides after normalisation: what `reconcile` decides from and `drift` compares.
+struct Projection {
+    observed: Observed,
+    /// Valid emails given by more than one roster row, with their row counts, sorted.
+    merged: Vec<(Email, usize)>,
+    invalid: Vec<InvalidRow>,
+    /// Auth users without an email, or soft-deleted.
+    ignored: usize,
+}
+
+/// The state as the plan's `observed` member and its fingerprints see it: distinct valid
+/// normalised roster emails, and every auth user that has an email and is not
+/// soft-deleted (`banned` as of `now`). The one projection `reconcile` and `drift` share.
+pub fn observe(roster: &[RosterEntry], users: &[AuthUser], now: OffsetDateTime) -> Observed {
+    project(roster, users, now).observed
+}
+
+fn project(roster: &[RosterEntry], users: &[AuthUser], now: OffsetDateTime) -> Projection {
+    // The two sides are independent until the join; on big inputs each gets a core.
+    let ((emails, merged, invalid), (observed_users, ignored)) =
+        if roster.len() + users.len() >= PARALLEL_THRESHOLD {
+            std::thread::scope(|s| {
+                let roster_side = s.spawn(|| project_roster(roster));
+                let users_side = project_users(users, now);
+                let roster_side = match roster_side.join() {
+                    Ok(r) => r,
+                    // A panic in the roster thread is a bug; surface it as one.
+                    Err(panic) => std::panic::resume_unwind(panic),
+                };
+                (roster_side, users_side)
+            })
+        } else {
+            (project_roster(roster), project_users(users, now))
+        };
+    Projection {
+        observed: Observed {
+            roster: emails,
+            users: observed_users,
+        },
+        merged,
+        invalid,
+        ignored,
+    }
+}
+
+type RosterSide = (Vec<Email>, Vec<(Email, usize)>, Vec<InvalidRow>);
+
+fn project_roster(roster: &[RosterEntry]) -> RosterSide {
+    let mut valid = Vec::with_capacity(roster.len());
+    let mut invalid = Vec::new();
+    for row in roster {
+        let given = row.email.as_deref();
+        match given.map(Email::parse) {
+            Some(Ok(email)) => valid.push(email),
+            Some(Err(why)) => invalid.push(InvalidRow {
+                given: given.unwrap_or_default().to_string(),
+                normalised: normalise_email(given.unwrap_or_default()),
+                reason: format!("invalid email in roster ({}): {why}", row.origin),
+            }),
+            None => invalid.push(InvalidRow {
+                given: String::new(),
+                normalised: String::new(),
+                reason: format!("roster row without an email ({})", row.origin),
+            }),
+        }
+    }
+    valid.sort_unstable();
+    // Collapse runs of equal emails in place, remembering the runs longer than one.
+    let mut merged = Vec::new();
+    let mut distinct: Vec<Email> = Vec::with_capacity(valid.len());
+    let mut run = 0usize;
+    for email in valid {
+        if distinct.last() == Some(&email) {
+            run += 1;
+            continue;
+        }
+        if run > 1
+            && let Some(last) = distinct.last()
+        {
+            merged.push((last.clone(), run));
+        }
+        distinct.push(email);
+        run = 1;
+    }
+    if run > 1
+        && let Some(last) = distinct.last()
+    {
+        merged.push((last.clone(), run));
+    }
+    (distinct, merged, invalid)
+}
+
+fn project_users(users: &[AuthUser], now: OffsetDateTime) -> (Vec<ObservedUser>, usize) {
+    let mut observed = Vec::with_capacity(users.len());
+    let mut ignored = 0;
+    for user in users {
+        match user.email.as_deref() {
+            Some(email) if !user.is_ignored() => observed.push(ObservedUser {
+                email: normalise_email(email),
+                id: user.id.clone(),
+                banned: user.is_banned(now),
+            }),
+            _ => ignored += 1,
+        }
+    }
+    // Derived order is (email, id, banned): by email then id, as the plan lists them.
+    observed.sort_unstable();
+    (observed, ignored)
+}
+
+/// Decide the plan. Pure and order-independent: the same rows and users in any order give
+/// the same result.
+///
+/// What counts where (every observed user lands in at most one counter):
+/// - `unchanged`: roster emails paired with exactly one active auth user;
+/// - `restore` / `ban` / `create`: the changes themselves;
+/// - `protected`: active users off the roster that `--protect` keeps from a ban;
+/// - `ignored`: users without an email, or soft-deleted (not in `observed`);
+/// - in no counter: banned users off the roster (already where a ban would put them) and
+///   users caught in a conflict.
+pub fn reconcile(
+    roster: &[RosterEntry],
+    users: &[AuthUser],
+    now: OffsetDateTime,
+    policy: &Policy,
+) -> Reconciliation {
+    let Projection {
+        observed,
+        merged,
+        invalid,
+        ignored,
+    } = project(roster, users, now);
+
+    // Invalid roster values, by normalised form: an auth user that holds one is the person
+    // that row meant, so it is neither banned nor guessed at (its id joins the conflict).
+    let mut invalid_by_value: HashMap<&str, Vec<usize>> = HashMap::new();
+    for (i, row) in invalid.iter().enumerate() {
+        if !row.normalised.is_empty() {
+            invalid_by_value
+                .entry(row.normalised.as_str())
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut invalid_user_ids: Vec<Vec<String>> = vec![Vec::new(); invalid.len()];
+
+    let mut creates = Vec::new();
+    let mut restores = Vec::new();
+    let mut bans = Vec::new();
+    let mut conflicts = Vec::new();
+    let mut summary = Summary {
+        ignored,
+        ..Summary::default()
+    };
+    let active_with_email = observed.users.iter().filter(|u| !u.banned).count();
+
+    // Merge-join of two lists sorted by email: roster emails and groups of users.
+    let mut roster_iter = observed.roster.iter().peekable();
+    let mut rest = observed.users.as_slice();
+    while !rest.is_empty() {
+        let email = rest[0].email.as_str();
+        let len = rest.iter().take_while(|u| u.email == email).count();
+        let (group, tail) = rest.split_at(len);
+        rest = tail;
+
+        // Roster emails before this group have no auth user at all.
+        while let Some(r) = roster_iter.next_if(|r| r.as_str() < email) {
+            creates.push(create(r));
+        }
+        let on_roster = roster_iter.next_if(|r| r.as_str() == email).is_some();
+
+        if let Some(rows) = invalid_by_value.get(email) {
+            for &i in rows {
+                invalid_user_ids[i].extend(group.iter().map(|u| u.id.clone()));
+            }
+        }
+
+        if let [user] = group {
+            if on_roster {
+                if user.banned {
+                    restores.push(change(ActionKind::Restore, user));
+                } else {
+                    summary.unchanged += 1;
+                }
+            } else if !user.banned && !invalid_by_value.contains_key(email) {
+                if policy.protection.covers(email) {
+                    summary.protected += 1;
+                } else {
+                    bans.push(change(ActionKind::Ban, user));
+                }
+            }
+        } else {
+            // Two or more users share this email: never guess which is the person, and
+            // do not create another one either. Ids are sorted (the group is).
+            let reason = format!(
+                "{} auth users have this email (after trimming and lower-casing){}",
+                group.len(),
+                if on_roster {
+                    ", and it is on the roster"
+                } else {
+                    ""
+                }
+            );
+            conflicts.push(Conflict {
+                email: email.to_string(),
+                reason,
+                user_ids: group.iter().map(|u| u.id.clone()).collect(),
+            });
+        }
+    }
+    creates.extend(roster_iter.map(create));
+
+    for (row, mut user_ids) in invalid.into_iter().zip(invalid_user_ids) {
+        user_ids.sort_unstable();
+        conflicts.push(Conflict {
+            email: row.given,
+            reason: row.reason,
+            user_ids,
+        });
+    }
+    conflicts.sort_unstable();
+
+    summary.create = creates.len();
+    summary.restore = restores.len();
+    summary.ban = bans.len();
+    summary.conflicts = conflicts.len();
+
+    // Each list was produced in (email, id) order, so the concatenation is already sorted
+    // by action, then email.
+    let mut changes = creates;
+    changes.append(&mut restores);
+    changes.append(&mut bans);
+
+    let warnings = merged
+        .into_iter()
+        .map(|(email, rows)| Warning::MergedRosterRows { email, rows })
+        .chain(conflicts.iter().cloned().map(Warning::Conflict))
+        .collect();
+
+    Reconciliation {
+        changes,
+        conflicts,
+        summary,
+        observed,
+        warnings,
+        active_with_email,
+    }
+}
+
+fn create(email: &Email) -> Change {
+    Change {
+        action: ActionKind::Create,
+        email: email.as_str().to_string(),
+        user_id: None,
+    }
+}
+
+fn change(action: ActionKind, user: &ObservedUser) -> Change {
+    Change {
+        action,
+        email: user.email.clone(),
+        user_id: Some(user.id.clone()),
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use proptest::prelude::*;
+    use time::macros::datetime;
+
+    pub(crate) fn now() -> OffsetDateTime {
+        datetime!(2026-11-29 07:00 UTC)
+    }
+
+    fn rows(emails: &[&str]) -> Vec<RosterEntry> {
+        emails
+            .iter()
+            .enumerate()
+            .map(|(i, e)| RosterEntry {
+                email: Some(e.to_string()),
+                origin: format!("row {}", i + 2),
+            })
+            .collect()
+    }
+
+    fn active(id: &str, email: &str) -> AuthUser {
+        AuthUser {
+            id: id.into(),
+            email: Some(email.into()),
+            banned_until: None,
+            deleted_at: None,
+            is_anonymous: false,
+        }
+    }
+
+    fn banned(id: &str, email: &str) -> AuthUser {
+        AuthUser {
+            banned_until: Some(now() + time::Duration::days(365 * 100)),
+            ..active(id, email)
+        }
+    }
+
+    fn plan(roster: &[RosterEntry], users: &[AuthUser]) -> Reconciliation {
+        reconcile(roster, users, now(), &Policy::default())
+    }
+
+    fn change(action: ActionKind, email: &str, id: Option<&str>) -> Change {
+        Change {
+            action,
+            email: email.into(),
+            user_id: id.map(String::from),
+        }
+    }
+
+    #[test]
+    fn seed_scenario_matches_the_contract() {
+        // 22 paired people, 4 newcomers; one paired person listed twice with other capitals
+        // and spaces: 27 rows, 26 distinct emails.
+        let mut emails: Vec<String> = (0..22).map(|i| format!("p{i:02}@example.com")).collect();
+        emails.extend((0..4).map(|i| format!("new{i}@example.com")));
+        emails.push("  P07@Example.COM ".into());
+        let roster = rows(&emails.iter().map(String::as_str).collect::<Vec<_>>());
+        assert_eq!(roster.len(), 27);
+        // 22 paired users, 1 leaver, 1 phone-only user.
+        let mut users: Vec<AuthUser> = (0..22)
+            .map(|i| active(&format!("id-{i:02}"), &format!("p{i:02}@example.com")))
+            .collect();
+        users.push(active("id-leaver", "leaver@example.com"));
+        users.push(AuthUser {
+            email: None,
+            ..active("id-phone", "")
+        });
+
+        let rec = plan(&roster, &users);
+
+        assert_eq!(
+            rec.summary,
+            Summary {
+                create: 4,
+                restore: 0,
+                ban: 1,
+                unchanged: 22,
+                protected: 0,
+                ignored: 1,
+                conflicts: 0,
+            }
+        );
+        assert_eq!(rec.observed.roster.len(), 26);
+        assert_eq!(rec.observed.users.len(), 23);
+        assert_eq!(
+            rec.changes.last(),
+            Some(&change(
+                ActionKind::Ban,
+                "leaver@example.com",
+                Some("id-leaver")
+            ))
+        );
+        assert_eq!(
+            rec.warnings,
+            vec![Warning::MergedRosterRows {
+                email: Email::parse("p07@example.com").unwrap(),
+                rows: 2
+            }]
+        );
+        assert_eq!(rec.active_with_email, 23);
+    }
+
+    #[test]
+    fn emails_match_after_trimming_and_lower_casing_on_both_sides() {
+        let rec = plan(
+            &rows(&[" Dana@Example.com\t"]),
+            &[active("1", "DANA@example.COM ")],
+        );
+        assert!(rec.changes.is_empty());
+        assert_eq!(rec.summary.unchanged, 1);
+        assert_eq!(rec.observed.users[0].email, "dana@example.com");
+    }
+
+    #[test]
+    fn roster_email_without_user_is_created() {
+        let rec = plan(&rows(&["dana@example.com"]), &[]);
+        assert_eq!(
+            rec.changes,
+            vec![change(ActionKind::Create, "dana@example.com", None)]
+        );
+        assert_eq!(rec.summary.create, 1);
+    }
+
+    #[test]
+    fn banned_roster_user_is_restored_and_active_one_unchanged() {
+        let rec = plan(
+            &rows(&["bob@example.com", "ann@example.com"]),
+            &[
+                banned("b", "bob@example.com"),
+                active("a", "ann@example.com"),
+            ],
+        );
+        assert_eq!(
+            rec.changes,
+            vec![change(ActionKind::Restore, "bob@example.com", Some("b"))]
+        );
+        assert_eq!(rec.summary.restore, 1);
+        assert_eq!(rec.summary.unchanged, 1);
+    }
+
+    #[test]
+    fn active_user_off_the_roster_is_banned_and_banned_one_left_alone() {
+        let rec = plan(
+            &rows(&["ann@example.com"]),
+            &[
+                active("a", "ann@example.com"),
+                active("c", "carol@example.com"),
+                banned("z", "zed@example.com"),
+            ],
+        );
+        assert_eq!(
+            rec.changes,
+            vec![change(ActionKind::Ban, "carol@example.com", Some("c"))]
+        );
+        // The banned leaver lands in no counter.
+        assert_eq!(
+            rec.summary,
+            Summary {
+                ban: 1,
+                unchanged: 1,
+                ..Summary::default()
+            }
+        );
+        assert_eq!(rec.active_with_email, 2);
+    }
+
+    #[test]
+    fn expired_ban_counts_as_active() {
+        let expired = AuthUser {
+            banned_until: Some(now() - time::Duration::days(1)),
+            ..active("e", "erin@example.com")
+        };
+        let on_roster = plan(&rows(&["erin@example.com"]), std::slice::from_ref(&expired));
+        assert!(on_roster.changes.is_empty());
+        assert_eq!(on_roster.summary.unchanged, 1);
+        let off_roster = plan(&[], &[expired]);
+        assert_eq!(
+            off_roster.changes,
+            vec![change(ActionKind::Ban, "erin@example.com", Some("e"))]
+        );
+    }
+
+    #[test]
+    fn protected_accounts_are_counted_not_banned() {
+        let mut policy = Policy::default();
+        policy.protection.add("@Ops.example.com");
+        policy.protection.add("Root@Example.com");
+        let rec = reconcile(
+            &[],
+            &[
+                active("1", "root@example.com"),
+                active("2", "x@ops.example.com"),
+                banned("3", "y@ops.example.com"),
+                active("4", "x@eu.ops.example.com"),
+            ],
+            now(),
+            &policy,
+        );
+        assert_eq!(
+            rec.changes,
+            vec![change(ActionKind::Ban, "x@eu.ops.example.com", Some("4"))]
+        );
+        // Only active users that would have been banned count as protected.
+        assert_eq!(rec.summary.protected, 2);
+    }
+
+    #[test]
+    fn users_without_email_or_soft_deleted_are_ignored_and_unobserved() {
+        let users = vec![
+            AuthUser {
+                email: None,
+                ..active("phone", "")
+            },
+            active("blank", "   "),
+            AuthUser {
+                email: None,
+                is_anonymous: true,
+                ..active("anon", "")
+            },
+            AuthUser {
+                deleted_at: Some(now()),
+                ..active("deleted", "gone@example.com")
+            },
+        ];
+        let rec = plan(&rows(&["gone@example.com"]), &users);
+        assert_eq!(rec.summary.ignored, 4);
+        assert!(rec.observed.users.is_empty());
+        // Soft-deleted users never pair: the roster email is simply missing.
+        assert_eq!(
+            rec.changes,
+            vec![change(ActionKind::Create, "gone@example.com", None)]
+        );
+        assert_eq!(rec.active_with_email, 0);
+    }
+
+    #[test]
+    fn invalid_roster_rows_are_conflicts_with_the_value_as_given() {
+        let mut roster = rows(&["nobody", "ann@example.com", "a@localhost "]);
+        roster.push(RosterEntry {
+            email: None,
+            origin: "row 9".into(),
+        });
+        let rec = plan(&roster, &[active("a", "ann@example.com")]);
+        assert!(rec.changes.is_empty());
+        assert_eq!(
+            rec.conflicts,
+            vec![
+                Conflict {
+                    email: String::new(),
+                    reason: "roster row without an email (row 9)".into(),
+                    user_ids: vec![],
+                },
+                Conflict {
+                    email: "a@localhost ".into(),
+                    reason: "invalid email in roster (row 4): email domain has no dot".into(),
+                    user_ids: vec![],
+                },
+                Conflict {
+                    email: "nobody".into(),
+                    reason:
+                        "invalid email in roster (row 2): email must have exactly one `@` (has 0)"
+                            .into(),
+                    user_ids: vec![],
+                },
+            ]
+        );
+        assert_eq!(rec.summary.conflicts, 3);
+        assert_eq!(rec.observed.roster.len(), 1);
+        assert_eq!(rec.warnings.len(), 3);
+    }
+
+    #[test]
+    fn user_holding_an_invalid_roster_value_is_not_banned() {
+        // The row means this person; we refuse to guess, but never ban them for it.
+        let rec = plan(
+            &rows(&["Admin@LocalHost"]),
+            &[
+                active("x", "admin@localhost"),
+                active("y", "other@example.com"),
+            ],
+        );
+        assert_eq!(
+            rec.changes,
+            vec![change(ActionKind::Ban, "other@example.com", Some("y"))]
+        );
+        assert_eq!(rec.conflicts.len(), 1);
+        assert_eq!(rec.conflicts[0].email, "Admin@LocalHost");
+        assert_eq!(rec.conflicts[0].user_ids, vec!["x".to_string()]);
+    }
+
+    #[test]
+    fn users_sharing_an_email_are_one_conflict_and_nothing_touches_them() {
+        let users = vec![
+            active("b2", "Bob@example.com"),
+            banned("b1", "bob@example.com "),
+            active("c2", "carol@example.com"),
+            active("c1", "CAROL@example.com"),
+        ];
+        // bob is on the roster: no restore, no create. carol is not: no ban.
+        let rec = plan(&rows(&["bob@example.com"]), &users);
+        assert!(rec.changes.is_empty());
+        assert_eq!(rec.conflicts.len(), 2);
+        assert_eq!(rec.conflicts[0].email, "bob@example.com");
+        assert_eq!(rec.conflicts[0].user_ids, vec!["b1", "b2"]);
+        assert_eq!(rec.conflicts[1].email, "carol@example.com");
+        assert_eq!(rec.conflicts[1].user_ids, vec!["c1", "c2"]);
+        // Counted in no other counter.
+        assert_eq!(
+            rec.summary,
+            Summary {
+                conflicts: 2,
+                ..Summary::default()
+            }
+        );
+        // Still observed (they are fingerprinted), and counted as active for --max-bans.
+        assert_eq!(rec.observed.users.len(), 4);
+        assert_eq!(rec.active_with_email, 3);
+        assert!(matches!(&rec.warnings[0], Warning::Conflict(c) if c.email == "bob@example.com"));
+    }
+
+    #[test]
+    fn changes_are_sorted_by_action_then_email() {
+        let rec = plan(
+            &rows(&[
+                "zoe@example.com",
+                "amy@example.com",
+                "bob@example.com",
+                "yan@example.com",
+            ]),
+            &[
+                banned("y", "yan@example.com"),
+                banned("b", "bob@example.com"),
+                active("q", "quinn@example.com"),
+                active("c", "carl@example.com"),
+            ],
+        );
+        let got: Vec<(ActionKind, &str)> = rec
+            .changes
+            .iter()
+            .map(|c| (c.action, c.email.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (ActionKind::Create, "amy@example.com"),
+                (ActionKind::Create, "zoe@example.com"),
+                (ActionKind::Restore, "bob@example.com"),
+                (ActionKind::Restore, "yan@example.com"),
+                (ActionKind::Ban, "carl@example.com"),
+                (ActionKind::Ban, "quinn@example.com"),
+            ]
+        );
+    }
+
+    #[test]
+    fn observed_holds_normalised_sorted_state() {
+        let rec = plan(
+            &rows(&["B@example.com", "a@example.com", "b@example.com"]),
+            &[
+                banned("2", "C@example.com"),
+                active("1", "c@example.com"),
+                active("0", "a@example.com"),
+            ],
+        );
+        let roster: Vec<&str> = rec.observed.roster.iter().map(Email::as_str).collect();
+        assert_eq!(roster, vec!["a@example.com", "b@example.com"]);
+        let users: Vec<(&str, &str, bool)> = rec
+            .observed
+            .users
+            .iter()
+            .map(|u| (u.email.as_str(), u.id.as_str(), u.banned))
+            .collect();
+        assert_eq!(
+            users,
+            vec![
+                ("a@example.com", "0", false),
+                ("c@example.com", "1", false),
+                ("c@example.com", "2", true),
+            ]
+        );
+    }
+
+    #[test]
+    fn warnings_are_sanitised_for_the_terminal() {
+        let w = Warning::Conflict(Conflict {
+            email: "evil\u{202e}moc.elpmaxe@x".into(),
+            reason: "r\n".into(),
+            user_ids: vec!["1".into()],
+        });
+        assert_eq!(
+            w.to_string(),
+            "conflict: `evil\\u{202e}moc.elpmaxe@x`: r\\u{a} (users 1); left alone"
+        );
+    }
+
+    #[test]
+    fn big_inputs_take_the_parallel_path_with_the_same_rules() {
+        let n = PARALLEL_THRESHOLD;
+        let emails: Vec<String> = (0..n).map(|i| format!("u{i}@example.com")).collect();
+        let roster = rows(
+            &emails[..n - 10]
+                .iter()
+                .map(String::as_str)
+                .collect::<Vec<_>>(),
+        );
+        let users: Vec<AuthUser> = emails[5..]
+            .iter()
+            .enumerate()
+            .map(|(i, e)| active(&format!("id{i}"), e))
+            .collect();
+        let rec = plan(&roster, &users);
+        assert_eq!(rec.summary.create, 5);
+        assert_eq!(rec.summary.ban, 10);
+        assert_eq!(rec.summary.unchanged, n - 15);
+    }
+
+    // ---- properties ----
+
+    /// A small alphabet so that collisions (merges, duplicates, pairings) are common.
+    fn raw_email() -> impl Strategy<Value = String> {
+        (0..5usize, 0..2usize, any::<bool>(), any::<bool>(), 0..12u8).prop_map(
+            |(local, domain, upper, pad, invalid)| {
+                let local = ["ann", "bob", "cy", "dee", "eve"][local];
+                let domain = ["example.com", "ops.example.com"][domain];
+                let mut e = match invalid {
+                    0 => local.to_string(),
+                    1 => format!("{local}@localhost"),
+                    _ => format!("{local}@{domain}"),
+                };
+                if upper {
+                    e = e.to_uppercase();
+                }
+                if pad {
+                    e = format!(" {e}\t");
+                }
+                e
+            },
+        )
+    }
+
+    pub(crate) fn roster_strategy() -> impl Strategy<Value = Vec<RosterEntry>> {
+        prop::collection::vec(prop::option::weighted(0.95, raw_email()), 0..12).prop_map(|emails| {
+            emails
+                .into_iter()
+                .enumerate()
+                .map(|(i, email)| RosterEntry {
+                    email,
+                    origin: format!("row {i}"),
+                })
+                .collect()
+        })
+    }
+
+    pub(crate) fn users_strategy() -> impl Strategy<Value = Vec<AuthUser>> {
+        prop::collection::vec(
+            (
+                prop::option::weighted(0.9, raw_email()),
+                0..4u8,
+                prop::bool::weighted(0.1),
+            ),
+            0..12,
+        )
+        .prop_map(|users| {
+            users
+                .into_iter()
+                .enumerate()
+                .map(|(i, (email, ban, deleted))| AuthUser {
+                    id: format!("id{i:02}"),
+                    email,
+                    banned_until: match ban {
+                        0 => Some(now() - time::Duration::days(3)),
+                        1 => Some(now() + time::Duration::days(3)),
+                        2 => Some(now() + time::Duration::days(365 * 100)),
+                        _ => None,
+                    },
+                    deleted_at: deleted.then(now),
+                    is_anonymous: false,
+                })
+                .collect()
+        })
+    }
+
+    pub(crate) fn policy_strategy() -> impl Strategy<Value = Policy> {
+        (any::<bool>(), any::<bool>()).prop_map(|(domain, one)| {
+            let mut policy = Policy::default();
+            if domain {
+                policy.protection.add("@ops.example.com");
+            }
+            if one {
+                policy.protection.add("Eve@Example.com");
+            }
+            policy
+        })
+    }
+
+    /// What `apply` would leave behind: create -> new active user, restore -> unban,
+    /// ban -> banned for 100 years.
+    pub(crate) fn apply_effects(users: &[AuthUser], changes: &[Change]) -> Vec<AuthUser> {
+        let mut users = users.to_vec();
+        for (i, c) in changes.iter().enumerate() {
+            match c.action {
+                ActionKind::Create => users.push(active(&format!("new{i}"), &c.email)),
+                ActionKind::Restore | ActionKind::Ban => {
+                    let id = c.user_id.as_deref().unwrap();
+                    let user = users.iter_mut().find(|u| u.id == id).unwrap();
+                    user.banned_until = match c.action {
+                        ActionKind::Restore => None,
+                        _ => Some(now() + time::Duration::days(365 * 100)),
+                    };
+                }
+            }
+        }
+        users
+    }
+
+    proptest! {
+        #[test]
+        fn applying_the_plan_leaves_nothing_to_do(
+            roster in roster_strategy(), users in users_strategy(), policy in policy_strategy()
+        ) {
+            let first = reconcile(&roster, &users, now(), &policy);
+            let after = apply_effects(&users, &first.changes);
+            let second = reconcile(&roster, &after, now(), &policy);
+            prop_assert!(second.changes.is_empty(), "{:?}", second.changes);
+            prop_assert_eq!(second.conflicts.len(), first.conflicts.len());
+        }
+
+        #[test]
+        fn no_roster_email_and_no_protected_account_is_ever_banned(
+            roster in roster_strategy(), users in users_strategy(), policy in policy_strategy()
+        ) {
+            let rec = reconcile(&roster, &users, now(), &policy);
+            let on_roster: Vec<String> = roster
+                .iter()
+                .filter_map(|r| r.email.as_deref().map(normalise_email))
+                .collect();
+            for c in rec.changes.iter().filter(|c| c.action == ActionKind::Ban) {
+                prop_assert!(!on_roster.contains(&c.email), "banned roster email {}", c.email);
+                prop_assert!(!policy.protection.covers(&c.email), "banned protected {}", c.email);
+            }
+        }
+
+        #[test]
+        fn no_change_touches_a_conflict(
+            roster in roster_strategy(), users in users_strategy(), policy in policy_strategy()
+        ) {
+            let rec = reconcile(&roster, &users, now(), &policy);
+            for c in &rec.changes {
+                for conflict in &rec.conflicts {
+                    prop_assert_ne!(&c.email, &conflict.email);
+                    if let Some(id) = &c.user_id {
+                        prop_assert!(!conflict.user_ids.contains(id));
+                    }
+                }
+            }
+            prop_assert_eq!(rec.summary.conflicts, rec.conflicts.len());
+        }
+
+        #[test]
+        fn result_does_not_depend_on_input_order(
+            (roster, shuffled_roster) in roster_strategy()
+                .prop_flat_map(|r| (Just(r.clone()), Just(r).prop_shuffle())),
+            (users, shuffled_users) in users_strategy()
+                .prop_flat_map(|u| (Just(u.clone()), Just(u).prop_shuffle())),
+            policy in policy_strategy(),
+        ) {
+            let a = reconcile(&roster, &users, now(), &policy);
+            let b = reconcile(&shuffled_roster, &shuffled_users, now(), &policy);
+            prop_assert_eq!(a, b);
+        }
+    }
+}

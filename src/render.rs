@@ -1,0 +1,922 @@
+//! Plans, drift and warnings as text for a terminal or Markdown for a pull request. Every
+//! function returns a `String` and never prints; every email and server-provided string is
+//! passed through `sanitize` first. Knows nothing of the plan's JSON or of I/O.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use similar::{Algorithm, DiffOp, capture_diff_slices};
+
+use crate::drift::Drift;
+use crate::model::{ActionKind, Change, Conflict, ObservedUser, Summary};
+use crate::planfile::{Plan, format_time};
+use crate::reconcile::Warning;
+
+/// How to render: colour or not (the shell decides, from `--color`, `NO_COLOR`, TTYs).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Style {
+    pub color: bool,
+}
+
+impl Style {
+    fn paint(self, s: &str, pick: fn(console::Style) -> console::Style) -> String {
+        pick(console::Style::new())
+            .force_styling(self.color)
+            .apply_to(s)
+            .to_string()
+    }
+}
+
+/// GitHub refuses comments over 65,536 characters; stay well below.
+pub const MARKDOWN_LIMIT: usize = 60_000;
+
+/// Longest list a text rendering prints before "… and N more" (changes are never cut).
+const TEXT_LIST_LIMIT: usize = 100;
+
+/// Escape what a terminal (or a reviewer's eye) could be fooled by: control characters,
+/// Unicode bidi overrides and isolates, and invisible format characters, each as
+/// `\u{…}` in lower-case hex. Everything else passes through unchanged.
+pub fn sanitize(s: &str) -> String {
+    if !s.chars().any(needs_escape) {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len() + 16);
+    for c in s.chars() {
+        if needs_escape(c) {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn needs_escape(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{00AD}'                      // soft hyphen
+            | '\u{061C}'                    // Arabic letter mark
+            | '\u{180E}'                    // Mongolian vowel separator
+            | '\u{200B}'..='\u{200F}'       // zero-width space/joiners, LRM, RLM
+            | '\u{2028}'..='\u{202E}'       // line/paragraph separators, bidi embeddings
+            | '\u{2060}'..='\u{206F}'       // word joiner, invisible operators, isolates
+            | '\u{FEFF}'                    // zero-width no-break space (BOM)
+            | '\u{FFF9}'..='\u{FFFB}'       // interlinear annotations
+            | '\u{E0000}'..='\u{E007F}' // tags
+        )
+}
+
+/// `Plan: 4 to create, 0 to restore, 1 to ban, 22 unchanged.`
+pub fn summary_line(summary: &Summary) -> String {
+    format!(
+        "Plan: {} to create, {} to restore, {} to ban, {} unchanged.",
+        summary.create, summary.restore, summary.ban, summary.unchanged
+    )
+}
+
+/// The second summary line, when any of these is non-zero:
+/// `Left alone: 1 protected, 1 ignored, 2 conflicts.`
+fn left_alone_line(summary: &Summary) -> Option<String> {
+    let parts: Vec<String> = [
+        (summary.protected, "protected", "protected"),
+        (summary.ignored, "ignored", "ignored"),
+        (summary.conflicts, "conflict", "conflicts"),
+    ]
+    .into_iter()
+    .filter(|(n, _, _)| *n > 0)
+    .map(|(n, one, many)| format!("{n} {}", if n == 1 { one } else { many }))
+    .collect();
+    (!parts.is_empty()).then(|| format!("Left alone: {}.", parts.join(", ")))
+}
+
+/// How one observed user fares in the plan.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Fate {
+    Restore,
+    Ban,
+}
+
+/// A line of the user set, before or after: a user (by email and id) or a user the plan
+/// creates (no id yet).
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+enum Key<'a> {
+    User(&'a str, &'a str),
+    New(&'a str),
+}
+
+impl Key<'_> {
+    fn email(&self) -> &str {
+        match self {
+            Key::User(email, _) | Key::New(email) => email,
+        }
+    }
+}
+
+/// One rendered diff entry: a change, or a run of users the plan leaves as they are.
+enum Row<'a> {
+    Create(&'a str),
+    Restore(&'a str),
+    Ban(&'a str),
+    Same(usize),
+}
+
+/// The user set before → after as a diff of user lines, computed with `similar` (patience:
+/// keys are unique and both sides sorted, so it stays near-linear even for 100k users).
+/// A user whose state changes is one line (`~` restore, `-` ban), not a delete and an
+/// insert: users are never deleted, and ids never change.
+fn user_diff(plan: &Plan) -> Vec<Row<'_>> {
+    let fates: HashMap<&str, Fate> = plan
+        .changes
+        .iter()
+        .filter_map(|c| match (c.action, c.user_id.as_deref()) {
+            (ActionKind::Restore, Some(id)) => Some((id, Fate::Restore)),
+            (ActionKind::Ban, Some(id)) => Some((id, Fate::Ban)),
+            _ => None,
+        })
+        .collect();
+    let before: Vec<Key> = plan
+        .observed
+        .users
+        .iter()
+        .map(|u| Key::User(&u.email, &u.id))
+        .collect();
+    let mut creates: Vec<Key> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == ActionKind::Create)
+        .map(|c| Key::New(&c.email))
+        .collect();
+    creates.sort_by(|a, b| a.email().cmp(b.email()));
+    // After: the same users, with the created ones in email order among them.
+    let mut after = Vec::with_capacity(before.len() + creates.len());
+    let mut new = creates.iter().peekable();
+    for key in &before {
+        while let Some(c) = new.next_if(|c| c.email() < key.email()) {
+            after.push(*c);
+        }
+        after.push(*key);
+    }
+    after.extend(new.copied());
+
+    let mut rows = Vec::new();
+    let mut same = 0usize;
+    for op in capture_diff_slices(Algorithm::Patience, &before, &after) {
+        // Old-side lines are users (their fate is the plan's); new-only lines are creates.
+        let (_, old, new) = op.as_tag_tuple();
+        for key in &before[old] {
+            let Key::User(email, id) = *key else { continue };
+            let row = match fates.get(id) {
+                Some(Fate::Restore) => Row::Restore(email),
+                Some(Fate::Ban) => Row::Ban(email),
+                None => {
+                    same += 1;
+                    continue;
+                }
+            };
+            push_row(&mut rows, &mut same, row);
+        }
+        if !matches!(op, DiffOp::Equal { .. }) {
+            for key in &after[new] {
+                if let Key::New(email) = *key {
+                    push_row(&mut rows, &mut same, Row::Create(email));
+                }
+            }
+        }
+    }
+    if same > 0 {
+        rows.push(Row::Same(same));
+    }
+    rows
+}
+
+fn push_row<'a>(rows: &mut Vec<Row<'a>>, same: &mut usize, row: Row<'a>) {
+    if *same > 0 {
+        rows.push(Row::Same(*same));
+        *same = 0;
+    }
+    rows.push(row);
+}
+
+/// Active users off the roster that no change and no conflict touches: the ones
+/// `--protect` kept from a ban. Derived from the plan alone (sorted by email, then id).
+fn protected_users(plan: &Plan) -> Vec<&ObservedUser> {
+    let touched: std::collections::HashSet<&str> = plan
+        .changes
+        .iter()
+        .filter_map(|c| c.user_id.as_deref())
+        .chain(
+            plan.conflicts
+                .iter()
+                .flat_map(|c| c.user_ids.iter().map(String::as_str)),
+        )
+        .collect();
+    plan.observed
+        .users
+        .iter()
+        .filter(|u| !u.banned && !touched.contains(u.id.as_str()))
+        .filter(|u| {
+            plan.observed
+                .roster
+                .binary_search_by(|e| e.as_str().cmp(&u.email))
+                .is_err()
+        })
+        .collect()
+}
+
+/// The plan for a terminal: the summary line first, then the user set before → after
+/// (changed lines only, unchanged runs collapsed to a count), then conflicts and protected
+/// accounts as warnings.
+pub fn plan_text(plan: &Plan, style: Style) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{}",
+        style.paint(&summary_line(&plan.summary), |s| s.bold())
+    );
+    if let Some(line) = left_alone_line(&plan.summary) {
+        let _ = writeln!(out, "{line}");
+    }
+    out.push('\n');
+
+    if plan.changes.is_empty() {
+        out.push_str("No changes: the auth users are in step with the roster.\n");
+    } else {
+        out.push_str("Auth users, before → after:\n");
+        for row in user_diff(plan) {
+            let line = match row {
+                Row::Create(email) => style.paint(
+                    &format!("+ {} (new, active)", sanitize(email)),
+                    console::Style::green,
+                ),
+                Row::Restore(email) => style.paint(
+                    &format!("~ {} (banned → active)", sanitize(email)),
+                    console::Style::yellow,
+                ),
+                Row::Ban(email) => style.paint(
+                    &format!("- {} (active → banned)", sanitize(email)),
+                    console::Style::red,
+                ),
+                Row::Same(n) => style.paint(
+                    &format!("  … {n} {} without changes", users(n)),
+                    console::Style::dim,
+                ),
+            };
+            let _ = writeln!(out, "{line}");
+        }
+    }
+
+    let protected = protected_users(plan);
+    if !plan.conflicts.is_empty() || !protected.is_empty() {
+        out.push('\n');
+        let _ = writeln!(out, "{}", style.paint("Warnings:", |s| s.yellow().bold()));
+        let mark = style.paint("!", console::Style::yellow);
+        for c in plan.conflicts.iter().take(TEXT_LIST_LIMIT) {
+            let _ = writeln!(out, "  {mark} {}", Warning::Conflict(c.clone()));
+        }
+        more_line(&mut out, plan.conflicts.len(), TEXT_LIST_LIMIT, "conflicts");
+        for u in protected.iter().take(TEXT_LIST_LIMIT) {
+            let _ = writeln!(
+                out,
+                "  {mark} protected: `{}` is active and not on the roster; `--protect` keeps it from a ban",
+                sanitize(&u.email)
+            );
+        }
+        more_line(
+            &mut out,
+            protected.len(),
+            TEXT_LIST_LIMIT,
+            "protected accounts",
+        );
+    }
+    out
+}
+
+fn users(n: usize) -> &'static str {
+    if n == 1 { "user" } else { "users" }
+}
+
+fn more_line(out: &mut String, total: usize, shown: usize, what: &str) {
+    if total > shown {
+        let _ = writeln!(out, "  … and {} more {what}", total - shown);
+    }
+}
+
+/// What the shell prints after writing the plan: where it is, its digest, how to apply.
+pub fn plan_footer(path: &str, digest: &str, style: Style) -> String {
+    let path_arg = shell_quote(&sanitize(path));
+    let digest = sanitize(digest);
+    let command = format!("provision apply {path_arg} --expect-digest {digest}");
+    format!(
+        "Plan saved to {path_arg}\nDigest: {digest}\nApply it with: {}\n",
+        style.paint(&command, |s| s.bold())
+    )
+}
+
+/// Quote for a POSIX shell when needed, so the printed command can be pasted.
+fn shell_quote(s: &str) -> String {
+    let plain = !s.is_empty()
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric()
+                || matches!(c, '/' | '.' | '_' | '-' | '+' | ':' | '@' | ',' | '=')
+        });
+    if plain {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', r"'\''"))
+    }
+}
+
+/// Drift for a terminal: one line per difference (at most 100, then a count).
+pub fn drift_text(drift: &[Drift], style: Style) -> String {
+    let mut out = String::new();
+    let n = drift.len();
+    let _ = writeln!(
+        out,
+        "{}",
+        style.paint(
+            &format!(
+                "The remote state changed since the plan was made ({n} {}):",
+                if n == 1 { "difference" } else { "differences" }
+            ),
+            |s| s.bold()
+        )
+    );
+    for d in drift.iter().take(TEXT_LIST_LIMIT) {
+        let _ = writeln!(out, "  {} {d}", style.paint("!", console::Style::red));
+    }
+    more_line(&mut out, n, TEXT_LIST_LIMIT, "differences");
+    out
+}
+
+/// Reconciliation warnings for stderr, one `warning: …` line each.
+pub fn warnings_text(warnings: &[Warning], style: Style) -> String {
+    let label = style.paint("warning:", |s| s.yellow().bold());
+    warnings.iter().map(|w| format!("{label} {w}\n")).collect()
+}
+
+// ---- Markdown ----
+
+/// Each list section of the Markdown holds at most this many bytes of items.
+const MD_SECTION_BUDGET: usize = 9_000;
+/// Longest email or reason shown in Markdown, in characters, before `…`.
+const MD_ITEM_CHARS: usize = 200;
+
+/// The plan for a pull request or change ticket: a summary table, a warning banner when
+/// anything is banned, the changes per action in collapsible sections, the conflicts and
+/// protected accounts, then the target and digest. Always under 60,000 characters: each
+/// list is cut with "… and N more", each item at 200 characters.
+pub fn plan_markdown(plan: &Plan) -> String {
+    let s = &plan.summary;
+    let mut out = String::new();
+    let _ = writeln!(out, "### provision plan\n");
+    let _ = writeln!(
+        out,
+        "| create | restore | ban | unchanged | protected | ignored | conflicts |"
+    );
+    let _ = writeln!(out, "|---:|---:|---:|---:|---:|---:|---:|");
+    let _ = writeln!(
+        out,
+        "| {} | {} | {} | {} | {} | {} | {} |\n",
+        s.create, s.restore, s.ban, s.unchanged, s.protected, s.ignored, s.conflicts
+    );
+    if s.ban > 0 {
+        let _ = writeln!(
+            out,
+            "> [!WARNING]\n> {} {} will be banned (`ban_duration` 876000h). Check each one before applying.\n",
+            s.ban,
+            if s.ban == 1 { "account" } else { "accounts" }
+        );
+    }
+    if !s.has_changes() {
+        out.push_str("No changes: the auth users are in step with the roster.\n\n");
+    }
+
+    for action in ActionKind::ALL {
+        let changes: Vec<&Change> = plan.changes.iter().filter(|c| c.action == action).collect();
+        if changes.is_empty() {
+            continue;
+        }
+        md_details(
+            &mut out,
+            &format!("{action}: {}", changes.len()),
+            &changes,
+            |c| match &c.user_id {
+                Some(id) => format!("{} (user {})", md_item(&c.email), md_item(&short_id(id))),
+                None => md_item(&c.email),
+            },
+        );
+    }
+
+    if !plan.conflicts.is_empty() {
+        let _ = writeln!(out, "#### Conflicts (left alone)\n");
+        md_list(&mut out, &plan.conflicts, md_conflict);
+        out.push('\n');
+    }
+    let protected = protected_users(plan);
+    if !protected.is_empty() {
+        md_details(
+            &mut out,
+            &format!("protected (not banned): {}", protected.len()),
+            &protected,
+            |u| md_item(&u.email),
+        );
+    }
+
+    let _ = writeln!(
+        out,
+        "Target: {}  \nRoster: {} ({} emails); auth users: {}  \nCreated {}, expires {}  \nDigest: `{}`",
+        md_item(&plan.target),
+        md_item(&plan.roster_source.to_string()),
+        plan.roster_count,
+        plan.auth_users_count,
+        format_time(plan.created_at),
+        format_time(plan.expires_at),
+        sanitize(&plan.digest),
+    );
+    out
+}
+
+fn md_conflict(c: &Conflict) -> String {
+    let email = if c.email.is_empty() {
+        "(no email)".to_string()
+    } else {
+        md_item(&c.email)
+    };
+    let mut line = format!("{email}: {}", md_item(&c.reason));
+    if !c.user_ids.is_empty() {
+        let ids: Vec<String> = c
+            .user_ids
+            .iter()
+            .take(5)
+            .map(|id| md_item(&short_id(id)))
+            .collect();
+        let _ = write!(line, " (users {}", ids.join(", "));
+        if c.user_ids.len() > 5 {
+            let _ = write!(line, " and {} more", c.user_ids.len() - 5);
+        }
+        line.push(')');
+    }
+    line
+}
+
+fn md_details<T>(out: &mut String, summary: &str, items: &[T], item: impl Fn(&T) -> String) {
+    let _ = writeln!(out, "<details>\n<summary>{summary}</summary>\n");
+    md_list(out, items, item);
+    out.push_str("\n</details>\n\n");
+}
+
+/// A bullet list within `MD_SECTION_BUDGET` bytes; what does not fit becomes a count
+/// (and is never formatted: a 100k-item list costs what the shown part costs).
+fn md_list<T>(out: &mut String, items: &[T], item: impl Fn(&T) -> String) {
+    let mut used = 0usize;
+    let mut shown = 0usize;
+    for t in items {
+        let line = item(t);
+        if used + line.len() + 3 > MD_SECTION_BUDGET {
+            break;
+        }
+        used += line.len() + 3;
+        shown += 1;
+        let _ = writeln!(out, "- {line}");
+    }
+    if shown < items.len() {
+        let _ = writeln!(out, "- … and {} more", items.len() - shown);
+    }
+}
+
+fn short_id(id: &str) -> String {
+    let mut chars = id.chars();
+    let head: String = chars.by_ref().take(8).collect();
+    if chars.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
+
+/// Cut to `MD_ITEM_CHARS`, sanitise, then escape everything Markdown or HTML would read
+/// as markup, so a crafted email renders as the text it is.
+fn md_item(s: &str) -> String {
+    let mut chars = s.chars();
+    let mut cut: String = chars.by_ref().take(MD_ITEM_CHARS).collect();
+    if chars.next().is_some() {
+        cut.push('…');
+    }
+    let mut out = String::with_capacity(cut.len() + 8);
+    for c in sanitize(&cut).chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '!' | '|'
+            | '~' | '@' => {
+                out.push('\\');
+                out.push(c);
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{AuthUser, RosterEntry, RosterSource};
+    use crate::planfile::PlanMeta;
+    use crate::reconcile::tests::{now, policy_strategy, roster_strategy, users_strategy};
+    use crate::reconcile::{Policy, reconcile};
+    use proptest::prelude::*;
+
+    const PLAIN: Style = Style { color: false };
+    const COLOR: Style = Style { color: true };
+
+    fn user(id: &str, email: &str, banned: bool) -> AuthUser {
+        AuthUser {
+            id: id.into(),
+            email: Some(email.into()),
+            banned_until: banned.then(|| now() + time::Duration::days(365 * 100)),
+            deleted_at: None,
+            is_anonymous: false,
+        }
+    }
+
+    fn plan_of(roster: &[&str], users: &[AuthUser], policy: &Policy) -> Plan {
+        let roster: Vec<RosterEntry> = roster
+            .iter()
+            .enumerate()
+            .map(|(i, e)| RosterEntry {
+                email: Some(e.to_string()),
+                origin: format!("row {}", i + 2),
+            })
+            .collect();
+        let rec = reconcile(&roster, users, now(), policy);
+        Plan::new(
+            &rec,
+            PlanMeta {
+                created_at: now(),
+                expires_at: now() + time::Duration::days(7),
+                target: "https://abcd.supabase.co".into(),
+                roster_source: RosterSource::default_table(),
+                generator_version: "0.1.0".into(),
+            },
+        )
+    }
+
+    /// Every kind of line: unchanged runs, a create, a restore, a ban, a conflict, a
+    /// protected account, an ignored user, an invalid roster row.
+    fn sample() -> Plan {
+        let mut policy = Policy::default();
+        policy.protection.add("ops@example.com");
+        let mut users = vec![
+            user(
+                "a0000000-0000-4000-8000-000000000001",
+                "ann@example.com",
+                false,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000002",
+                "bob@example.com",
+                true,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000003",
+                "carol@example.com",
+                false,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000004",
+                "dup@example.com",
+                false,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000005",
+                "DUP@example.com",
+                false,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000006",
+                "ops@example.com",
+                false,
+            ),
+            user(
+                "a0000000-0000-4000-8000-000000000007",
+                "zed@example.com",
+                true,
+            ),
+            AuthUser {
+                email: None,
+                ..user("a0000000-0000-4000-8000-000000000008", "", false)
+            },
+        ];
+        for i in 0..3 {
+            users.push(user(
+                &format!("b0000000-0000-4000-8000-00000000000{i}"),
+                &format!("m{i}@example.com"),
+                false,
+            ));
+        }
+        plan_of(
+            &[
+                "ann@example.com",
+                "bob@example.com",
+                "dana@example.com",
+                "m0@example.com",
+                "m1@example.com",
+                "m2@example.com",
+                "not an email",
+            ],
+            &users,
+            &policy,
+        )
+    }
+
+    fn visible_escapes(s: &str) -> String {
+        s.replace('\u{1b}', "␛")
+    }
+
+    #[test]
+    fn plan_text_plain() {
+        insta::assert_snapshot!(plan_text(&sample(), PLAIN));
+    }
+
+    #[test]
+    fn plan_text_coloured() {
+        let text = plan_text(&sample(), COLOR);
+        assert!(text.contains("\u{1b}[32m+ dana@example.com"), "{text}");
+        assert!(text.contains("\u{1b}[33m~ bob@example.com"), "{text}");
+        assert!(text.contains("\u{1b}[31m- carol@example.com"), "{text}");
+        insta::assert_snapshot!(visible_escapes(&text));
+    }
+
+    #[test]
+    fn plain_text_has_no_escape_codes() {
+        assert!(!plan_text(&sample(), PLAIN).contains('\u{1b}'));
+        assert!(!plan_footer("plan.json", "sha256:ab", PLAIN).contains('\u{1b}'));
+        assert!(!drift_text(&[], PLAIN).contains('\u{1b}'));
+    }
+
+    #[test]
+    fn plan_markdown_snapshot() {
+        insta::assert_snapshot!(plan_markdown(&sample()));
+    }
+
+    #[test]
+    fn a_plan_without_changes_says_so() {
+        let plan = plan_of(
+            &["ann@example.com"],
+            &[user("1", "ann@example.com", false)],
+            &Policy::default(),
+        );
+        assert_eq!(
+            plan_text(&plan, PLAIN),
+            "Plan: 0 to create, 0 to restore, 0 to ban, 1 unchanged.\n\nNo changes: the auth users are in step with the roster.\n"
+        );
+        let md = plan_markdown(&plan);
+        assert!(md.contains("No changes"), "{md}");
+        assert!(!md.contains("[!WARNING]"), "{md}");
+    }
+
+    #[test]
+    fn footer_names_the_file_digest_and_command() {
+        assert_eq!(
+            plan_footer("plan.json", "sha256:abc", PLAIN),
+            "Plan saved to plan.json\nDigest: sha256:abc\nApply it with: provision apply plan.json --expect-digest sha256:abc\n"
+        );
+        let quoted = plan_footer("my plans/it's.json", "sha256:abc", PLAIN);
+        assert!(
+            quoted.contains("provision apply 'my plans/it'\\''s.json' --expect-digest"),
+            "{quoted}"
+        );
+    }
+
+    #[test]
+    fn drift_text_lists_each_difference() {
+        let drift = vec![
+            Drift::RosterAdded {
+                email: crate::model::Email::parse("eve@example.com").unwrap(),
+            },
+            Drift::Banned {
+                email: "erin@example.com".into(),
+                id: "1".into(),
+            },
+        ];
+        insta::assert_snapshot!(drift_text(&drift, PLAIN), @r"
+        The remote state changed since the plan was made (2 differences):
+          ! roster: +eve@example.com added since the plan
+          ! erin@example.com: active at plan time, now banned
+        ");
+        let many: Vec<Drift> = (0..150)
+            .map(|i| Drift::UserDeleted {
+                email: format!("u{i}@example.com"),
+                id: i.to_string(),
+            })
+            .collect();
+        let text = drift_text(&many, PLAIN);
+        assert_eq!(text.lines().count(), 1 + 100 + 1);
+        assert!(text.ends_with("  … and 50 more differences\n"), "{text}");
+    }
+
+    #[test]
+    fn warnings_text_prefixes_each_warning() {
+        let plan = plan_of(
+            &["A@example.com", "a@example.com "],
+            &[],
+            &Policy::default(),
+        );
+        let _ = plan;
+        let rec = reconcile(
+            &[
+                RosterEntry {
+                    email: Some("A@example.com".into()),
+                    origin: "row 2".into(),
+                },
+                RosterEntry {
+                    email: Some("a@example.com ".into()),
+                    origin: "row 3".into(),
+                },
+            ],
+            &[],
+            now(),
+            &Policy::default(),
+        );
+        assert_eq!(
+            warnings_text(&rec.warnings, PLAIN),
+            "warning: roster: `a@example.com` appears in 2 rows (after trimming and lower-casing); they are merged into one\n"
+        );
+    }
+
+    #[test]
+    fn sanitize_escapes_controls_bidi_and_invisibles_only() {
+        assert_eq!(sanitize("ann@example.com"), "ann@example.com");
+        assert_eq!(sanitize("josé@exämple.com"), "josé@exämple.com");
+        assert_eq!(sanitize("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
+        assert_eq!(
+            sanitize("a\nb\tc\u{7f}\u{85}"),
+            "a\\u{a}b\\u{9}c\\u{7f}\\u{85}"
+        );
+        for c in [
+            '\u{202a}', '\u{202b}', '\u{202c}', '\u{202d}', '\u{202e}', '\u{2066}', '\u{2067}',
+            '\u{2068}', '\u{2069}', '\u{200e}', '\u{200f}', '\u{061c}', '\u{200b}', '\u{200c}',
+            '\u{200d}', '\u{2060}', '\u{feff}',
+        ] {
+            let s = sanitize(&format!("x{c}y"));
+            assert_eq!(s, format!("x\\u{{{:x}}}y", u32::from(c)));
+        }
+    }
+
+    #[test]
+    fn bidi_and_control_emails_are_escaped_in_text_and_markdown() {
+        // An auth user's email is whatever the server holds: it reaches the ban list.
+        let evil = "admin\u{202e}moc.elpmaxe@evil.com\u{1b}[0m";
+        let plan = plan_of(&[], &[user("1", evil, false)], &Policy::default());
+        let text = plan_text(&plan, COLOR);
+        assert!(
+            !text.contains('\u{202e}') && !text.contains("\u{1b}[0m@"),
+            "{text}"
+        );
+        assert!(
+            text.contains("admin\\u{202e}moc.elpmaxe@evil.com\\u{1b}[0m"),
+            "{text}"
+        );
+        let md = plan_markdown(&plan);
+        assert!(!md.contains('\u{202e}') && !md.contains('\u{1b}'), "{md}");
+        assert!(md.contains("admin\\\\u\\{202e\\}"), "{md}");
+    }
+
+    #[test]
+    fn markdown_escapes_markup_in_emails() {
+        let plan = plan_of(
+            &[],
+            &[user("1", "<img src=x>*[a](b)*@example.com", false)],
+            &Policy::default(),
+        );
+        let md = plan_markdown(&plan);
+        assert!(
+            md.contains("&lt;img src=x&gt;\\*\\[a\\]\\(b\\)\\*\\@example.com"),
+            "{md}"
+        );
+        assert!(!md.contains("<img"), "{md}");
+    }
+
+    fn big_plan(n: usize) -> Plan {
+        // n users: a third paired, a third leavers (bans), a third banned returners
+        // (restores), plus n/3 newcomers interleaved (creates).
+        let mut roster = Vec::new();
+        let mut users = Vec::new();
+        for i in 0..n {
+            let email = format!("user{i:06}@example.com");
+            let id = format!("{i:08}-0000-4000-8000-000000000000");
+            match i % 3 {
+                0 => {
+                    roster.push(email.clone());
+                    users.push(user(&id, &email, false));
+                }
+                1 => users.push(user(&id, &email, false)),
+                _ => {
+                    roster.push(email.clone());
+                    users.push(user(&id, &email, true));
+                }
+            }
+            if i % 3 == 0 {
+                roster.push(format!("user{i:06}x@example.com"));
+            }
+        }
+        let roster: Vec<&str> = roster.iter().map(String::as_str).collect();
+        plan_of(&roster, &users, &Policy::default())
+    }
+
+    #[test]
+    fn markdown_of_a_100k_change_plan_stays_under_the_limit() {
+        let plan = big_plan(100_000);
+        assert!(plan.changes.len() >= 100_000);
+        let md = plan_markdown(&plan);
+        assert!(md.chars().count() < MARKDOWN_LIMIT, "{}", md.len());
+        assert!(md.contains("… and "), "lists are cut");
+        assert!(md.contains(&plan.digest));
+    }
+
+    #[test]
+    fn markdown_stays_under_the_limit_with_huge_hostile_values() {
+        let long = format!("{}@example.com", "\u{202e}<&".repeat(5_000));
+        let mut users: Vec<AuthUser> = (0..300)
+            .map(|i| {
+                user(
+                    &format!("{i}{}", "9".repeat(500)),
+                    &format!("{i}{long}"),
+                    false,
+                )
+            })
+            .collect();
+        users.extend((0..100).map(|i| user(&format!("d{i}"), "dup@example.com", false)));
+        let mut policy = Policy::default();
+        policy.protection.add("@example.org");
+        users.extend((0..300).map(|i| {
+            user(
+                &format!("p{i}"),
+                &format!("{i}{}@example.org", "_".repeat(300)),
+                false,
+            )
+        }));
+        let roster: Vec<String> = (0..300)
+            .map(|i| format!("bad{i}{}", "`".repeat(3_000)))
+            .collect();
+        let roster: Vec<&str> = roster.iter().map(String::as_str).collect();
+        let mut plan = plan_of(&roster, &users, &policy);
+        plan.target = format!("https://{}.example.com", "a".repeat(10_000));
+        let md = plan_markdown(&plan);
+        assert!(md.chars().count() < MARKDOWN_LIMIT, "{}", md.len());
+        assert!(!md.contains('\u{202e}'));
+    }
+
+    #[test]
+    fn text_of_a_big_plan_prints_changes_not_unchanged_users() {
+        let plan = big_plan(30_000);
+        let text = plan_text(&plan, PLAIN);
+        let changes = plan.changes.len();
+        // One line per change, at most one collapsed run between changes, a few more.
+        assert!(text.lines().count() <= 2 * changes + 10);
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("+ ")).count(),
+            plan.summary.create
+        );
+    }
+
+    proptest! {
+        /// The diff shows each change exactly once, in email order, and accounts for every
+        /// observed user.
+        #[test]
+        fn user_diff_accounts_for_every_change_and_user(
+            roster in roster_strategy(), users in users_strategy(), policy in policy_strategy()
+        ) {
+            let rec = reconcile(&roster, &users, now(), &policy);
+            let plan = Plan::new(&rec, PlanMeta {
+                created_at: now(),
+                expires_at: now(),
+                target: "https://abcd.supabase.co".into(),
+                roster_source: RosterSource::default_table(),
+                generator_version: "0.1.0".into(),
+            });
+            let rows = user_diff(&plan);
+            let (mut creates, mut restores, mut bans, mut same) = (0, 0, 0, 0);
+            let mut emails = Vec::new();
+            for row in &rows {
+                match row {
+                    Row::Create(e) => { creates += 1; emails.push(*e); }
+                    Row::Restore(e) => { restores += 1; emails.push(*e); }
+                    Row::Ban(e) => { bans += 1; emails.push(*e); }
+                    Row::Same(n) => same += n,
+                }
+            }
+            prop_assert_eq!(creates, plan.summary.create);
+            prop_assert_eq!(restores, plan.summary.restore);
+            prop_assert_eq!(bans, plan.summary.ban);
+            prop_assert_eq!(same + restores + bans, plan.observed.users.len());
+            prop_assert!(emails.windows(2).all(|w| w[0] <= w[1]));
+            // No two collapsed runs in a row.
+            prop_assert!(rows.windows(2).all(|w| !matches!(w, [Row::Same(_), Row::Same(_)])));
+        }
+    }
+}
