@@ -239,23 +239,31 @@ fn create_backoff(attempt: u32) -> std::time::Duration {
     std::time::Duration::from_millis(base / 2 + jitter)
 }
 
+/// Whether a failed create may have happened anyway, or may still happen on a re-send.
 fn answer_may_be_lost(f: &ApiFailure) -> bool {
     matches!(
         f.kind,
         FailureKind::Network | FailureKind::Timeout | FailureKind::BadResponse
-    ) || f.status.is_some_and(|s| s >= 500)
+    ) || f.status.is_some_and(|s| s >= 500 || s == 429)
         || f.code.as_deref() == Some("email_exists")
+}
+
+enum Resolved {
+    /// The look-up settled it.
+    Done(Option<String>, Outcome),
+    /// No user holds the email: the create did not happen.
+    Absent,
 }
 
 async fn resolve_create<A: AuthAdmin>(
     admin: &A,
     change: &Change,
-    original: ApiFailure,
-) -> (Option<String>, Outcome) {
+    original: &ApiFailure,
+) -> Resolved {
     let found = match admin.find_users_by_email(&change.email).await {
         Ok(users) => users,
         Err(lookup) => {
-            return (
+            return Resolved::Done(
                 None,
                 Outcome::failed(
                     &original.error_code(),
@@ -266,16 +274,18 @@ async fn resolve_create<A: AuthAdmin>(
     };
     let live: Vec<&AuthUser> = found.iter().filter(|u| u.deleted_at.is_none()).collect();
     match live.as_slice() {
-        [] => (None, failure_outcome(&original)),
-        [user] if user.banned_until.is_none() => (Some(user.id.clone()), Outcome::Applied),
-        [user] => (
+        [] => Resolved::Absent,
+        [user] if user.banned_until.is_none() => {
+            Resolved::Done(Some(user.id.clone()), Outcome::Applied)
+        }
+        [user] => Resolved::Done(
             Some(user.id.clone()),
             Outcome::failed(
                 "exists_banned",
                 "a user with this email exists but is banned; re-run `provision plan`",
             ),
         ),
-        _ => (
+        _ => Resolved::Done(
             None,
             Outcome::failed(
                 "duplicate_email",
@@ -366,6 +376,30 @@ pub fn verify_effects(results: &mut [ChangeResult], fresh: &[AuthUser], now: Off
 fn by_id<'a>(users: &'a [AuthUser], id: Option<&str>) -> Option<&'a AuthUser> {
     let id = id?;
     users.iter().find(|u| u.id == id && u.deleted_at.is_none())
+}
+
+impl AuthAdmin for crate::supabase::Client {
+    fn create_user(
+        &self,
+        email: &str,
+    ) -> impl Future<Output = Result<AuthUser, ApiFailure>> + Send {
+        crate::supabase::Client::create_user(self, email)
+    }
+
+    fn set_ban_duration(
+        &self,
+        id: &str,
+        ban_duration: &str,
+    ) -> impl Future<Output = Result<AuthUser, ApiFailure>> + Send {
+        crate::supabase::Client::set_ban_duration(self, id, ban_duration)
+    }
+
+    fn find_users_by_email(
+        &self,
+        email: &str,
+    ) -> impl Future<Output = Result<Vec<AuthUser>, ApiFailure>> + Send {
+        crate::supabase::Client::find_users_by_email(self, email)
+    }
 }
 
 #[cfg(test)]
@@ -576,7 +610,11 @@ mod tests {
             "dana@example.com".into(),
             (failure(FailureKind::Http, Some(429), None), false),
         );
-        let results = run(&fake, vec![change(ActionKind::Create, "dana@example.com", None)]).await;
+        let results = run(
+            &fake,
+            vec![change(ActionKind::Create, "dana@example.com", None)],
+        )
+        .await;
         assert_eq!(results[0].outcome, Outcome::Applied);
         assert_eq!(fake.users.lock().unwrap().len(), 1);
     }

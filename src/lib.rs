@@ -146,7 +146,11 @@ impl Output {
 
     fn warn(&self, text: &str) {
         let prefix = if self.stderr_style.color {
-            console::style("warning:").yellow().bold().force_styling(true).to_string()
+            console::style("warning:")
+                .yellow()
+                .bold()
+                .force_styling(true)
+                .to_string()
         } else {
             "warning:".to_string()
         };
@@ -259,7 +263,11 @@ async fn plan_cmd(
     match args.format {
         PlanFormat::Text => {
             out.stdout(&render::plan_text(&plan, out.stdout_style));
-            out.stdout(&render::plan_footer(&out_path, &plan.digest, out.stdout_style));
+            out.stdout(&render::plan_footer(
+                &out_path,
+                &plan.digest,
+                out.stdout_style,
+            ));
         }
         PlanFormat::Json => out.stdout(&plan.to_pretty_json()),
         PlanFormat::Markdown => out.stdout(&render::plan_markdown(&plan)),
@@ -357,7 +365,7 @@ async fn apply_cmd(
         unchanged: plan.summary.unchanged,
         ..ApplyReport::default()
     };
-    let mut emit = |r: &ChangeResult, log: &mut Option<ApplyLog>| {
+    let emit = |r: &ChangeResult, log: &mut Option<ApplyLog>| {
         if args.format == ApplyFormat::Json {
             out.stdout(&format!("{}\n", result_json(r)));
         }

@@ -521,10 +521,54 @@ fn md_item(s: &str) -> String {
     out
 }
 
+/// `show`'s epilogue: the plan's digest, target, roster source, age and expiry, as of
+/// `now` (a parameter: this module never reads the clock).
+pub fn plan_details(plan: &Plan, now: time::OffsetDateTime) -> String {
+    let created = format_time(plan.created_at);
+    let expires = format_time(plan.expires_at);
+    let expiry = if plan.expires_at > now {
+        format!("in {}", span(plan.expires_at - now))
+    } else {
+        format!("EXPIRED {} ago", span(now - plan.expires_at))
+    };
+    let age = if now >= plan.created_at {
+        format!("{} ago", span(now - plan.created_at))
+    } else {
+        "in the future".to_string()
+    };
+    format!(
+        "Digest:  {}\nTarget:  {}\nRoster:  {} ({} emails)\nCreated: {created} ({age})\nExpires: {expires} ({expiry})\n",
+        sanitize(&plan.digest),
+        sanitize(&plan.target),
+        sanitize(&plan.roster_source.to_string()),
+        plan.roster_count,
+    )
+}
+
+/// A duration for people: the two largest units (`6d 21h`, `3h 5m`, `42s`).
+fn span(d: time::Duration) -> String {
+    let secs = d.whole_seconds().max(0);
+    let (days, hours, mins) = (secs / 86_400, secs / 3600 % 24, secs / 60 % 60);
+    match (days, hours, mins) {
+        (0, 0, 0) => format!("{secs}s"),
+        (0, 0, m) => format!("{m}m {}s", secs % 60),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::model::{AuthUser, RosterEntry, RosterSource};
+
+    #[test]
+    fn spans_read_like_people_talk() {
+        assert_eq!(span(time::Duration::seconds(42)), "42s");
+        assert_eq!(span(time::Duration::seconds(185)), "3m 5s");
+        assert_eq!(span(time::Duration::minutes(185)), "3h 5m");
+        assert_eq!(span(time::Duration::hours(165)), "6d 21h");
+    }
     use crate::planfile::PlanMeta;
     use crate::reconcile::tests::{now, policy_strategy, roster_strategy, users_strategy};
     use crate::reconcile::{Policy, reconcile};
