@@ -1,0 +1,5 @@
+//! The one integration test binary (`cargo test --test it`): one module per area, all
+//! sharing `harness`.
+
+mod harness;
+mod sandbox;
