@@ -181,12 +181,21 @@ async fn read_roster(client: &Client, source: &RosterSource) -> Result<Vec<Roste
     }
 }
 
-/// Read the roster and every auth user at once; both must be complete.
+/// Read the roster and every auth user at once; both must be complete. When both fail,
+/// an authentication failure is the one reported: it is the root cause (an `anon` key,
+/// say, also makes the roster table unreadable).
 async fn read_state(
     client: &Client,
     source: &RosterSource,
 ) -> Result<(Vec<RosterEntry>, Vec<AuthUser>), Error> {
-    tokio::try_join!(read_roster(client, source), client.list_users())
+    match tokio::join!(read_roster(client, source), client.list_users()) {
+        (Ok(roster), Ok(users)) => Ok((roster, users)),
+        (Err(e), Ok(_)) | (Ok(_), Err(e)) => Err(e),
+        (Err(roster), Err(users)) => Err(match (&roster, &users) {
+            (_, Error::AuthFailed { .. }) => users,
+            _ => roster,
+        }),
+    }
 }
 
 fn now() -> OffsetDateTime {

@@ -5,7 +5,7 @@ use provision::sandbox::{Failure, NewUser, RosterRow, Sandbox, SandboxConfig, Se
 use crate::support::World;
 
 fn row(email: &str) -> RosterRow {
-    RosterRow::new(email)
+    RosterRow::new(email, "Someone", "engineer")
 }
 
 fn summary(world: &World) -> serde_json::Value {
@@ -26,7 +26,10 @@ fn plan_of_the_seed_team_creates_four_bans_one_and_warns_of_the_merge() {
     assert_eq!(plan["summary"]["ignored"], 1);
     assert_eq!(plan["roster"]["count"], 26);
     assert_eq!(plan["auth_users"]["count"], 23);
-    assert_eq!(plan["roster"]["source"], "table:activity.organization_people");
+    assert_eq!(
+        plan["roster"]["source"],
+        "table:activity.organization_people"
+    );
     assert!(plan["digest"].as_str().unwrap().starts_with("sha256:"));
     // Planning writes nothing to Supabase.
     assert!(world.sandbox.requests().iter().all(|r| r.method == "GET"));
@@ -39,16 +42,20 @@ fn plan_with_detailed_exitcode_says_whether_there_are_changes() {
     let quiet = World::new(Sandbox::start());
     quiet.sandbox.set_roster(vec![row("a@example.com")]);
     quiet.sandbox.add_user(NewUser::email("a@example.com"));
-    quiet.plan(&["--detailed-exitcode"]).code(0).stdout_has("0 to create");
+    quiet
+        .plan(&["--detailed-exitcode"])
+        .code(0)
+        .stdout_has("0 to create");
 }
 
 #[test]
 fn plan_restores_a_banned_roster_member_on_the_same_id() {
     let world = World::empty();
     world.sandbox.set_roster(vec![row("bob@example.com")]);
-    let bob = world
-        .sandbox
-        .add_user(NewUser::email("bob@example.com").banned_until(time::macros::datetime!(2126-01-01 0:00 UTC)));
+    let bob = world.sandbox.add_user(
+        NewUser::email("bob@example.com")
+            .banned_until(time::macros::datetime!(2126-01-01 0:00 UTC)),
+    );
     world.plan(&[]).code(0);
     let plan = world.read_plan("plan.json");
     assert_eq!(plan["changes"][0]["action"], "restore");
@@ -58,12 +65,21 @@ fn plan_restores_a_banned_roster_member_on_the_same_id() {
 #[test]
 fn plan_matches_mixed_case_and_space_padded_emails() {
     let world = World::empty();
-    world.sandbox.set_roster(vec![row("  Dana@Example.COM "), row("eli@example.com")]);
+    world
+        .sandbox
+        .set_roster(vec![row("  Dana@Example.COM "), row("eli@example.com")]);
     world.sandbox.add_user(NewUser::email("DANA@example.com"));
     world.sandbox.add_user(NewUser::email("Eli@Example.com"));
     world.plan(&[]).code(0);
     let s = summary(&world);
-    assert_eq!((s["create"].as_u64(), s["ban"].as_u64(), s["unchanged"].as_u64()), (Some(0), Some(0), Some(2)));
+    assert_eq!(
+        (
+            s["create"].as_u64(),
+            s["ban"].as_u64(),
+            s["unchanged"].as_u64()
+        ),
+        (Some(0), Some(0), Some(2))
+    );
 }
 
 #[test]
@@ -76,7 +92,10 @@ fn plan_reads_every_page_past_the_servers_row_caps() {
     }
     let world = World::new(Sandbox::start_with(SandboxConfig::default(), seed));
     world.sandbox.faults().set_max_rows(Some(1000));
-    world.plan(&[]).code(0).stdout_has("0 to create, 0 to restore, 0 to ban, 2500 unchanged");
+    world
+        .plan(&[])
+        .code(0)
+        .stdout_has("0 to create, 0 to restore, 0 to ban, 2500 unchanged");
     let plan = world.read_plan("plan.json");
     assert_eq!(plan["roster"]["count"], 2500);
     assert_eq!(plan["auth_users"]["count"], 2500);
@@ -103,7 +122,11 @@ fn plan_rescans_when_users_are_inserted_while_listing() {
 fn plan_rides_out_429_and_503_bursts() {
     let world = World::team();
     let faults = world.sandbox.faults();
-    faults.fail_next("GET /auth/v1/admin/users", 2, Failure::status(429).retry_after("1"));
+    faults.fail_next(
+        "GET /auth/v1/admin/users",
+        2,
+        Failure::status(429).retry_after("1"),
+    );
     faults.fail_next("GET /rest/v1/*", 2, Failure::status(503));
     world.plan(&[]).code(0).stdout_has("4 to create");
     let tries = world
@@ -162,8 +185,15 @@ fn plan_refuses_plain_http_to_a_remote_host() {
 #[test]
 fn plan_names_a_missing_variable() {
     let world = World::team();
-    let out = world.command(&["plan"]).env_remove("MAP_SUPABASE_SERVICE_ROLE_KEY").output().unwrap();
-    world.finish(out).code(1).stderr_has("MAP_SUPABASE_SERVICE_ROLE_KEY");
+    let out = world
+        .command(&["plan"])
+        .env_remove("MAP_SUPABASE_SERVICE_ROLE_KEY")
+        .output()
+        .unwrap();
+    world
+        .finish(out)
+        .code(1)
+        .stderr_has("MAP_SUPABASE_SERVICE_ROLE_KEY");
 }
 
 #[test]
@@ -175,7 +205,10 @@ fn plan_refuses_too_many_bans_and_leaves_the_old_plan_alone() {
         .code(4)
         .stderr_has("would ban 1")
         .stderr_has("--max-bans");
-    assert_eq!(std::fs::read_to_string(world.path("plan.json")).unwrap(), "old");
+    assert_eq!(
+        std::fs::read_to_string(world.path("plan.json")).unwrap(),
+        "old"
+    );
     world.plan(&["--max-bans", "1"]).code(0);
 }
 
@@ -185,9 +218,15 @@ fn plan_default_max_bans_is_ten() {
     world.sandbox.set_roster(vec![row("keep@example.com")]);
     world.sandbox.add_user(NewUser::email("keep@example.com"));
     for i in 0..11 {
-        world.sandbox.add_user(NewUser::email(&format!("gone{i}@example.com")));
+        world
+            .sandbox
+            .add_user(NewUser::email(&format!("gone{i}@example.com")));
     }
-    world.plan(&[]).code(4).stderr_has("would ban 11").stderr_has("more than `--max-bans` 10");
+    world
+        .plan(&[])
+        .code(4)
+        .stderr_has("would ban 11")
+        .stderr_has("more than `--max-bans` 10");
     world.plan(&["--protect", "gone0@example.com"]).code(0);
     assert_eq!(summary(&world)["protected"], 1);
 }
@@ -195,7 +234,9 @@ fn plan_default_max_bans_is_ten() {
 #[test]
 fn plan_refuses_an_empty_roster_unless_allowed() {
     let world = World::empty();
-    world.sandbox.add_user(NewUser::email("someone@example.com"));
+    world
+        .sandbox
+        .add_user(NewUser::email("someone@example.com"));
     world.plan(&[]).code(4).stderr_has("--allow-empty-roster");
     assert!(!world.path("plan.json").exists());
     world.plan(&["--allow-empty-roster"]).code(0);
@@ -207,7 +248,9 @@ fn plan_protects_whole_domains_but_not_subdomains() {
     let world = World::empty();
     world.sandbox.set_roster(vec![row("keep@example.com")]);
     world.sandbox.add_user(NewUser::email("ops@corp.example"));
-    world.sandbox.add_user(NewUser::email("dev@eu.corp.example"));
+    world
+        .sandbox
+        .add_user(NewUser::email("dev@eu.corp.example"));
     world.plan(&["--protect", "@CORP.example"]).code(0);
     let plan = world.read_plan("plan.json");
     assert_eq!(plan["summary"]["protected"], 1);
@@ -219,15 +262,30 @@ fn plan_reads_every_roster_file_format() {
     let world = World::empty();
     world.sandbox.add_user(NewUser::email("a@example.com"));
     let files = [
-        ("r.yaml", "- email: a@example.com\n  name: A\n- email: b@example.com\n"),
-        ("p.yml", "people:\n  - {email: a@example.com}\n  - {email: b@example.com}\n"),
-        ("s.yaml", "roster:\n  - email: a@example.com\n  - email: b@example.com\n"),
-        ("r.json", r#"[{"email":"a@example.com"},{"email":"b@example.com","kind":"x"}]"#),
+        (
+            "r.yaml",
+            "- email: a@example.com\n  name: A\n- email: b@example.com\n",
+        ),
+        (
+            "p.yml",
+            "people:\n  - {email: a@example.com}\n  - {email: b@example.com}\n",
+        ),
+        (
+            "s.yaml",
+            "roster:\n  - email: a@example.com\n  - email: b@example.com\n",
+        ),
+        (
+            "r.json",
+            r#"[{"email":"a@example.com"},{"email":"b@example.com","kind":"x"}]"#,
+        ),
         ("r.csv", "name,email\nA,a@example.com\nB,b@example.com\n"),
     ];
     for (name, text) in files {
         std::fs::write(world.path(name), text).unwrap();
-        world.plan(&["--roster-file", name]).code(0).stdout_has("1 to create");
+        world
+            .plan(&["--roster-file", name])
+            .code(0)
+            .stdout_has("1 to create");
         let plan = world.read_plan("plan.json");
         assert_eq!(plan["roster"]["source"], format!("file:{name}"));
         assert_eq!(plan["changes"][0]["email"], "b@example.com");
@@ -237,25 +295,52 @@ fn plan_reads_every_roster_file_format() {
 #[test]
 fn plan_names_the_file_and_row_of_a_broken_roster() {
     let world = World::empty();
-    std::fs::write(world.path("bad.yaml"), "- email: a@example.com\n- [not, a, mapping]\n").unwrap();
-    world.plan(&["--roster-file", "bad.yaml"]).code(1).stderr_has("bad.yaml");
+    std::fs::write(
+        world.path("bad.yaml"),
+        "- email: a@example.com\n- [not, a, mapping]\n",
+    )
+    .unwrap();
+    world
+        .plan(&["--roster-file", "bad.yaml"])
+        .code(1)
+        .stderr_has("bad.yaml");
     std::fs::write(world.path("bad.csv"), "name\nA\n").unwrap();
-    world.plan(&["--roster-file", "bad.csv"]).code(1).stderr_has("bad.csv").stderr_has("email");
-    world.plan(&["--roster-file", "missing.yaml"]).code(1).stderr_has("missing.yaml");
+    world
+        .plan(&["--roster-file", "bad.csv"])
+        .code(1)
+        .stderr_has("bad.csv")
+        .stderr_has("email");
+    world
+        .plan(&["--roster-file", "missing.yaml"])
+        .code(1)
+        .stderr_has("missing.yaml");
     assert!(!world.path("plan.json").exists());
 }
 
 #[test]
 fn plan_lists_invalid_roster_rows_and_duplicate_users_as_conflicts() {
     let world = World::empty();
-    world.sandbox.set_roster(vec![row("not-an-email"), row("ok@example.com"), row("dup@example.com")]);
+    world.sandbox.set_roster(vec![
+        row("not-an-email"),
+        row("ok@example.com"),
+        row("dup@example.com"),
+    ]);
     let a = world.sandbox.add_user(NewUser::email("dup@example.com"));
     let b = world.sandbox.add_user(NewUser::email("DUP@example.com"));
-    world.plan(&[]).code(0).stderr_has("not-an-email").stderr_has("dup@example.com");
+    world
+        .plan(&[])
+        .code(0)
+        .stderr_has("not-an-email")
+        .stderr_has("dup@example.com");
     let plan = world.read_plan("plan.json");
     assert_eq!(plan["summary"]["conflicts"], 2);
     assert_eq!(plan["summary"]["create"], 1);
-    let dup = plan["conflicts"].as_array().unwrap().iter().find(|c| c["email"] == "dup@example.com").unwrap();
+    let dup = plan["conflicts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["email"] == "dup@example.com")
+        .unwrap();
     let mut ids = vec![a.id.to_string(), b.id.to_string()];
     ids.sort();
     assert_eq!(dup["user_ids"], serde_json::json!(ids));
@@ -273,7 +358,10 @@ fn plan_json_format_prints_the_plan_file_itself() {
 #[test]
 fn plan_markdown_format_is_fit_for_a_pull_request() {
     let world = World::team();
-    world.plan(&["--format", "markdown"]).code(0).stdout_has("| create |");
+    world
+        .plan(&["--format", "markdown"])
+        .code(0)
+        .stdout_has("| create |");
 }
 
 #[test]
@@ -281,7 +369,10 @@ fn plan_file_is_owner_only() {
     use std::os::unix::fs::PermissionsExt;
     let world = World::team();
     world.plan(&[]).code(0);
-    let mode = std::fs::metadata(world.path("plan.json")).unwrap().permissions().mode();
+    let mode = std::fs::metadata(world.path("plan.json"))
+        .unwrap()
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
 
@@ -292,16 +383,29 @@ fn usage_errors_exit_64_and_help_exits_0_without_the_key() {
     world.run(&["plan", "--max-bans", "-1"]).code(64);
     world.run(&["plan", "--expires-in", "0s"]).code(64);
     world.run(&["--concurrency", "0", "plan"]).code(64);
-    world.run(&["plan", "--roster-table", "a.b", "--roster-file", "x.yaml"]).code(64);
+    world
+        .run(&["plan", "--roster-table", "a.b", "--roster-file", "x.yaml"])
+        .code(64);
     world.run(&[]).code(64);
-    for cmd in [vec!["--help"], vec!["plan", "--help"], vec!["apply", "--help"], vec!["show", "--help"]] {
+    for cmd in [
+        vec!["--help"],
+        vec!["plan", "--help"],
+        vec!["apply", "--help"],
+        vec!["show", "--help"],
+    ] {
         world.run(&cmd).code(0).stdout_has("Exit codes");
     }
-    world.run(&["--version"]).code(0).stdout_has(env!("CARGO_PKG_VERSION"));
+    world
+        .run(&["--version"])
+        .code(0)
+        .stdout_has(env!("CARGO_PKG_VERSION"));
 }
 
 #[test]
 fn plan_names_a_roster_table_that_does_not_exist() {
     let world = World::team();
-    world.plan(&["--roster-table", "activity.nope"]).code(1).stderr_has("activity.nope");
+    world
+        .plan(&["--roster-table", "activity.nope"])
+        .code(1)
+        .stderr_has("activity.nope");
 }

@@ -48,7 +48,12 @@ impl World {
     }
 
     pub fn command(&self, args: &[&str]) -> assert_cmd::Command {
-        let mut cmd = assert_cmd::Command::cargo_bin("provision").expect("binary");
+        assert_cmd::Command::from_std(self.std_command(args))
+    }
+
+    /// The binary with a clean environment pointed at this world's sandbox.
+    pub fn std_command(&self, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("provision"));
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("MAP_SUPABASE_URL", self.sandbox.url())
@@ -81,14 +86,24 @@ impl World {
     pub fn assert_no_key_anywhere(&self, run: &Run) {
         let needles = key_needles(&self.key);
         for needle in &needles {
-            assert!(!run.stdout.contains(needle.as_str()), "key in stdout: {run:?}");
-            assert!(!run.stderr.contains(needle.as_str()), "key in stderr: {run:?}");
+            assert!(
+                !run.stdout.contains(needle.as_str()),
+                "key in stdout: {run:?}"
+            );
+            assert!(
+                !run.stderr.contains(needle.as_str()),
+                "key in stderr: {run:?}"
+            );
         }
         for entry in walk(self.dir.path()) {
             let bytes = std::fs::read(&entry).unwrap_or_default();
             let text = String::from_utf8_lossy(&bytes);
             for needle in &needles {
-                assert!(!text.contains(needle.as_str()), "key written to {}", entry.display());
+                assert!(
+                    !text.contains(needle.as_str()),
+                    "key written to {}",
+                    entry.display()
+                );
             }
         }
     }
@@ -108,7 +123,11 @@ impl World {
 /// The key, and the parts of it that would betray it if printed (a JWT's signature).
 fn key_needles(key: &str) -> Vec<String> {
     let mut v = vec![key.to_string()];
-    if let Some(sig) = key.rsplit('.').next().filter(|s| s.len() >= 16 && *s != key) {
+    if let Some(sig) = key
+        .rsplit('.')
+        .next()
+        .filter(|s| s.len() >= 16 && *s != key)
+    {
         v.push(sig.to_string());
     }
     v
@@ -145,13 +164,19 @@ impl Run {
 
     #[track_caller]
     pub fn stdout_has(&self, needle: &str) -> &Run {
-        assert!(self.stdout.contains(needle), "stdout lacks {needle:?}; {self:#?}");
+        assert!(
+            self.stdout.contains(needle),
+            "stdout lacks {needle:?}; {self:#?}"
+        );
         self
     }
 
     #[track_caller]
     pub fn stderr_has(&self, needle: &str) -> &Run {
-        assert!(self.stderr.contains(needle), "stderr lacks {needle:?}; {self:#?}");
+        assert!(
+            self.stderr.contains(needle),
+            "stderr lacks {needle:?}; {self:#?}"
+        );
         self
     }
 }
