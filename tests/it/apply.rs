@@ -101,7 +101,7 @@ fn ban_keeps_the_row_and_bans_for_a_century() {
         .sandbox
         .users()
         .into_iter()
-        .find(|u| u.id.to_string() == ban["user_id"])
+        .find(|u| u.id == ban["user_id"])
         .unwrap();
     let until = user.banned_until.unwrap();
     assert!(until > OffsetDateTime::now_utc() + time::Duration::days(365 * 99));
@@ -555,7 +555,7 @@ fn ctrl_c_mid_apply_exits_130_and_a_rerun_completes() {
     run.code(130).stderr_has("interrupted");
     let created = world.sandbox.users().len();
     assert!(
-        created >= 1 && created < 30,
+        (1..30).contains(&created),
         "{created} created before the interrupt"
     );
     world.sandbox.faults().set_latency(Duration::ZERO);
