@@ -47,7 +47,7 @@ pub const URL_VAR: &str = "MAP_SUPABASE_URL";
 pub const KEY_VAR: &str = "MAP_SUPABASE_SERVICE_ROLE_KEY";
 
 /// An environment lookup: the process environment, or a map in examples and tests.
-pub type Env = dyn Fn(&str) -> Option<String> + Sync;
+pub type Env<'a> = dyn Fn(&str) -> Option<String> + Sync + 'a;
 
 /// The one reader of the process environment. Everything else takes a lookup function,
 /// so tests can resolve configuration without touching the real environment.
@@ -64,7 +64,7 @@ pub struct Connection {
 }
 
 impl Connection {
-    pub fn from_env(env: &Env) -> Result<Connection, Error> {
+    pub fn from_env(env: &Env<'_>) -> Result<Connection, Error> {
         let raw_url = env(URL_VAR)
             .filter(|v| !v.trim().is_empty())
             .ok_or(Error::MissingEnv(URL_VAR))?;

@@ -49,7 +49,7 @@ where
 
 /// `run` with the environment given as a lookup function (the examples and tests use
 /// it to point at a sandbox without touching the process environment).
-pub fn run_with_env<I, T>(args: I, env: &Env) -> Exit
+pub fn run_with_env<I, T>(args: I, env: &Env<'_>) -> Exit
 where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
@@ -117,7 +117,7 @@ struct Output {
 }
 
 impl Output {
-    fn new(common: &Common, env: &Env) -> Output {
+    fn new(common: &Common, env: &Env<'_>) -> Output {
         Output {
             stdout_style: Style {
                 color: use_color(common.color, term::stdout_is_terminal(), env),
@@ -207,7 +207,7 @@ fn now() -> OffsetDateTime {
 async fn plan_cmd(
     args: &PlanArgs,
     common: &Common,
-    env: &Env,
+    env: &Env<'_>,
     out: &Output,
 ) -> Result<Exit, Error> {
     let conn = Connection::from_env(env)?;
@@ -315,7 +315,7 @@ fn show_cmd(args: &ShowArgs, out: &Output) -> Result<Exit, Error> {
 async fn apply_cmd(
     args: &ApplyArgs,
     common: &Common,
-    env: &Env,
+    env: &Env<'_>,
     out: &Output,
 ) -> Result<Exit, Error> {
     // Ctrl-C from here on: stop starting work, let requests in flight finish, exit 130.

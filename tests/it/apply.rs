@@ -565,3 +565,45 @@ fn ctrl_c_mid_apply_exits_130_and_a_rerun_completes() {
         .stdout_has("Reconciliation complete");
     assert_eq!(world.sandbox.users().len(), 30);
 }
+
+/// Run `apply` on a pseudo-terminal, answer the prompt, and return the exit status and
+/// what the terminal showed.
+fn apply_on_a_terminal(world: &World, answer: &str) -> (i32, String) {
+    use rexpect::process::WaitStatus;
+    let cmd = world.std_command(&["apply", "plan.json", "--color", "never"]);
+    let mut session = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    let before = session.exp_string("Type `yes` to confirm").unwrap();
+    session.send_line(answer).unwrap();
+    let after = session.exp_eof().unwrap();
+    let code = match session.process().wait().unwrap() {
+        WaitStatus::Exited(_, code) => code,
+        other => panic!("apply did not exit normally: {other:?}"),
+    };
+    (code, format!("{before}{after}"))
+}
+
+#[test]
+fn apply_on_a_terminal_applies_when_the_operator_types_yes() {
+    let world = World::team();
+    world.plan(&[]).code(0);
+    let (code, screen) = apply_on_a_terminal(&world, "yes");
+    assert_eq!(code, 0, "{screen}");
+    assert!(
+        screen.contains("Plan: 4 to create, 0 to restore, 1 to ban"),
+        "the prompt shows the changes: {screen}"
+    );
+    assert!(screen.contains("Reconciliation complete"), "{screen}");
+    assert!(!screen.contains(&world.key));
+    assert_eq!(world.sandbox.users().len(), 28);
+}
+
+#[test]
+fn apply_on_a_terminal_refuses_any_answer_but_yes() {
+    let world = World::team();
+    world.plan(&[]).code(0);
+    world.sandbox.clear_requests();
+    let (code, screen) = apply_on_a_terminal(&world, "y");
+    assert_eq!(code, 3, "{screen}");
+    assert!(screen.contains("not confirmed"), "{screen}");
+    assert_eq!(writes(&world), 0);
+}

@@ -5,7 +5,9 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod apply;
+mod cli;
 mod harness;
 mod plan;
+mod quickstart;
 mod sandbox;
 mod support;
