@@ -2,6 +2,7 @@
 //! fingerprints and canonical digest, parsing with every refusal the contract names, and
 //! the atomic write. The serde structs stay private; nothing else here decides anything.
 
+use std::borrow::Cow;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -140,7 +141,7 @@ impl Plan {
 
         // The digest matches, so this is the file as written; now read it into domain
         // types. Parsing the text again (not the Value) keeps serde's line and column.
-        let file: PlanFile =
+        let file: PlanFile<'static> =
             serde_json::from_str(text).map_err(|e| not_a_plan(format!("unexpected shape: {e}")))?;
         let plan = Plan::from_file(file, recorded).map_err(not_a_plan)?;
 
@@ -238,37 +239,45 @@ impl Plan {
         Ok(())
     }
 
+    /// The digest of the file this plan writes, streamed from borrowed data: the same
+    /// bytes `digest_of` would hash for the parsed file (a test holds the two together),
+    /// without building a `Value` per user.
     fn compute_digest(&self) -> String {
-        let mut value = match serde_json::to_value(self.to_file()) {
-            Ok(v) => v,
-            Err(e) => unreachable!("a plan always converts to a JSON value: {e}"),
-        };
-        if let Value::Object(object) = &mut value {
-            object.remove("digest");
+        let file = self.to_file();
+        let mut hasher = HashWriter(Sha256::new());
+        let mut out = io::BufWriter::with_capacity(64 * 1024, &mut hasher);
+        let written = serde_json::to_writer(&mut out, &CanonicalPlan::of(&file))
+            .map_err(io::Error::from)
+            .and_then(|()| out.flush());
+        drop(out);
+        if let Err(e) = written {
+            // Hashing into memory cannot fail.
+            unreachable!("hashing a plan failed: {e}");
         }
-        digest_of(&value)
+        hasher.finish()
     }
 
-    fn to_file(&self) -> PlanFile {
+    /// The wire structs, borrowing from the plan (no string is copied).
+    fn to_file(&self) -> PlanFile<'_> {
         PlanFile {
             format_version: FORMAT_VERSION,
             generator: GeneratorJson {
-                name: GENERATOR_NAME.to_string(),
-                version: self.generator_version.clone(),
+                name: Cow::Borrowed(GENERATOR_NAME),
+                version: Cow::Borrowed(&self.generator_version),
             },
-            created_at: format_time(self.created_at),
-            expires_at: format_time(self.expires_at),
+            created_at: Cow::Owned(format_time(self.created_at)),
+            expires_at: Cow::Owned(format_time(self.expires_at)),
             target: TargetJson {
-                url: self.target.clone(),
+                url: Cow::Borrowed(&self.target),
             },
             roster: RosterJson {
-                source: self.roster_source.to_string(),
+                source: Cow::Owned(self.roster_source.to_string()),
                 count: self.roster_count,
-                digest: self.roster_digest.clone(),
+                digest: Cow::Borrowed(&self.roster_digest),
             },
             auth_users: AuthUsersJson {
                 count: self.auth_users_count,
-                digest: self.auth_users_digest.clone(),
+                digest: Cow::Borrowed(&self.auth_users_digest),
             },
             summary: SummaryJson {
                 create: self.summary.create,
@@ -283,18 +292,22 @@ impl Plan {
                 .changes
                 .iter()
                 .map(|c| ChangeJson {
-                    action: c.action.as_str().to_string(),
-                    email: c.email.clone(),
-                    user_id: c.user_id.clone(),
+                    action: Cow::Borrowed(c.action.as_str()),
+                    email: Cow::Borrowed(&c.email),
+                    user_id: c.user_id.as_deref().map(Cow::Borrowed),
                 })
                 .collect(),
             conflicts: self
                 .conflicts
                 .iter()
                 .map(|c| ConflictJson {
-                    email: c.email.clone(),
-                    reason: c.reason.clone(),
-                    user_ids: c.user_ids.clone(),
+                    email: Cow::Borrowed(&c.email),
+                    reason: Cow::Borrowed(&c.reason),
+                    user_ids: c
+                        .user_ids
+                        .iter()
+                        .map(|id| Cow::Borrowed(id.as_str()))
+                        .collect(),
                 })
                 .collect(),
             observed: ObservedJson {
@@ -302,25 +315,25 @@ impl Plan {
                     .observed
                     .roster
                     .iter()
-                    .map(|e| e.as_str().to_string())
+                    .map(|e| Cow::Borrowed(e.as_str()))
                     .collect(),
                 users: self
                     .observed
                     .users
                     .iter()
                     .map(|u| ObservedUserJson {
-                        id: u.id.clone(),
-                        email: u.email.clone(),
+                        id: Cow::Borrowed(&u.id),
+                        email: Cow::Borrowed(&u.email),
                         banned: u.banned,
                     })
                     .collect(),
             },
-            digest: self.digest.clone(),
+            digest: Cow::Borrowed(&self.digest),
         }
     }
 
     /// Domain checks serde cannot make. The error is the reason for `NotAPlan`.
-    fn from_file(file: PlanFile, digest: String) -> Result<Plan, String> {
+    fn from_file(file: PlanFile<'static>, digest: String) -> Result<Plan, String> {
         let changes = file
             .changes
             .into_iter()
@@ -343,8 +356,8 @@ impl Plan {
                 }
                 Ok(Change {
                     action,
-                    email: c.email,
-                    user_id: c.user_id,
+                    email: c.email.into_owned(),
+                    user_id: c.user_id.map(Cow::into_owned),
                 })
             })
             .collect::<Result<Vec<_>, String>>()?;
@@ -365,16 +378,16 @@ impl Plan {
             .users
             .into_iter()
             .map(|u| ObservedUser {
-                email: u.email,
-                id: u.id,
+                email: u.email.into_owned(),
+                id: u.id.into_owned(),
                 banned: u.banned,
             })
             .collect();
         Ok(Plan {
-            generator_version: file.generator.version,
+            generator_version: file.generator.version.into_owned(),
             created_at: parse_time(&file.created_at, "created_at")?,
             expires_at: parse_time(&file.expires_at, "expires_at")?,
-            target: file.target.url,
+            target: file.target.url.into_owned(),
             roster_source: RosterSource::parse(&file.roster.source).ok_or_else(|| {
                 format!(
                     "`roster.source` is neither `table:SCHEMA.TABLE` nor `file:PATH`: `{}`",
@@ -382,9 +395,9 @@ impl Plan {
                 )
             })?,
             roster_count: file.roster.count,
-            roster_digest: file.roster.digest,
+            roster_digest: file.roster.digest.into_owned(),
             auth_users_count: file.auth_users.count,
-            auth_users_digest: file.auth_users.digest,
+            auth_users_digest: file.auth_users.digest.into_owned(),
             summary: Summary {
                 create: file.summary.create,
                 restore: file.summary.restore,
@@ -399,9 +412,9 @@ impl Plan {
                 .conflicts
                 .into_iter()
                 .map(|c| Conflict {
-                    email: c.email,
-                    reason: c.reason,
-                    user_ids: c.user_ids,
+                    email: c.email.into_owned(),
+                    reason: c.reason.into_owned(),
+                    user_ids: c.user_ids.into_iter().map(Cow::into_owned).collect(),
                 })
                 .collect(),
             observed: Observed { roster, users },
@@ -519,6 +532,17 @@ fn write_json_string(out: &mut String, s: &str) {
 
 struct HashWriter(Sha256);
 
+impl Write for HashWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.update(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
 impl HashWriter {
     fn finish(self) -> String {
         let bytes = self.0.finalize();
@@ -588,45 +612,47 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, fs::File)> {
 }
 
 // ---- the wire format: private, in the contract's member order ----
+//
+// Strings are `Cow`: borrowed from a `Plan` when writing, owned when reading.
 
 #[derive(Serialize, Deserialize)]
-struct PlanFile {
+struct PlanFile<'a> {
     format_version: i64,
-    generator: GeneratorJson,
-    created_at: String,
-    expires_at: String,
-    target: TargetJson,
-    roster: RosterJson,
-    auth_users: AuthUsersJson,
+    generator: GeneratorJson<'a>,
+    created_at: Cow<'a, str>,
+    expires_at: Cow<'a, str>,
+    target: TargetJson<'a>,
+    roster: RosterJson<'a>,
+    auth_users: AuthUsersJson<'a>,
     summary: SummaryJson,
-    changes: Vec<ChangeJson>,
-    conflicts: Vec<ConflictJson>,
-    observed: ObservedJson,
-    digest: String,
+    changes: Vec<ChangeJson<'a>>,
+    conflicts: Vec<ConflictJson<'a>>,
+    observed: ObservedJson<'a>,
+    digest: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct GeneratorJson {
-    name: String,
-    version: String,
+struct GeneratorJson<'a> {
+    name: Cow<'a, str>,
+    version: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct TargetJson {
-    url: String,
+struct TargetJson<'a> {
+    url: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct RosterJson {
-    source: String,
+struct RosterJson<'a> {
+    source: Cow<'a, str>,
     count: usize,
-    digest: String,
+    digest: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct AuthUsersJson {
+struct AuthUsersJson<'a> {
     count: usize,
-    digest: String,
+    digest: Cow<'a, str>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -641,33 +667,131 @@ struct SummaryJson {
 }
 
 #[derive(Serialize, Deserialize)]
-struct ChangeJson {
-    action: String,
-    email: String,
+struct ChangeJson<'a> {
+    action: Cow<'a, str>,
+    email: Cow<'a, str>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    user_id: Option<String>,
+    user_id: Option<Cow<'a, str>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct ConflictJson {
-    email: String,
-    reason: String,
+struct ConflictJson<'a> {
+    email: Cow<'a, str>,
+    reason: Cow<'a, str>,
     /// Omitted when no auth user is involved (an invalid roster row nobody holds).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    user_ids: Vec<String>,
+    user_ids: Vec<Cow<'a, str>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct ObservedJson {
-    roster: Vec<String>,
-    users: Vec<ObservedUserJson>,
+struct ObservedJson<'a> {
+    roster: Vec<Cow<'a, str>>,
+    users: Vec<ObservedUserJson<'a>>,
 }
 
 #[derive(Serialize, Deserialize)]
-struct ObservedUserJson {
-    id: String,
-    email: String,
+struct ObservedUserJson<'a> {
+    id: Cow<'a, str>,
+    email: Cow<'a, str>,
     banned: bool,
+}
+
+// ---- the same file in canonical member order (byte order of keys), for the digest ----
+//
+// Serialised compactly by serde_json, this is exactly the canonical form `digest_of`
+// builds from the parsed `Value` (minus `digest`). Structs whose members are already in
+// byte order (generator, target, auth_users, a change, a conflict) are reused as they are.
+
+#[derive(Serialize)]
+struct CanonicalPlan<'a> {
+    auth_users: &'a AuthUsersJson<'a>,
+    changes: &'a [ChangeJson<'a>],
+    conflicts: &'a [ConflictJson<'a>],
+    created_at: &'a str,
+    expires_at: &'a str,
+    format_version: i64,
+    generator: &'a GeneratorJson<'a>,
+    observed: CanonicalObserved<'a>,
+    roster: CanonicalRoster<'a>,
+    summary: CanonicalSummary,
+    target: &'a TargetJson<'a>,
+}
+
+#[derive(Serialize)]
+struct CanonicalRoster<'a> {
+    count: usize,
+    digest: &'a str,
+    source: &'a str,
+}
+
+#[derive(Serialize)]
+struct CanonicalSummary {
+    ban: usize,
+    conflicts: usize,
+    create: usize,
+    ignored: usize,
+    protected: usize,
+    restore: usize,
+    unchanged: usize,
+}
+
+#[derive(Serialize)]
+struct CanonicalObserved<'a> {
+    roster: &'a [Cow<'a, str>],
+    users: CanonicalUsers<'a>,
+}
+
+struct CanonicalUsers<'a>(&'a [ObservedUserJson<'a>]);
+
+impl Serialize for CanonicalUsers<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().map(|u| CanonicalUser {
+            banned: u.banned,
+            email: &u.email,
+            id: &u.id,
+        }))
+    }
+}
+
+#[derive(Serialize)]
+struct CanonicalUser<'a> {
+    banned: bool,
+    email: &'a str,
+    id: &'a str,
+}
+
+impl<'a> CanonicalPlan<'a> {
+    fn of(file: &'a PlanFile<'a>) -> CanonicalPlan<'a> {
+        let s = &file.summary;
+        CanonicalPlan {
+            auth_users: &file.auth_users,
+            changes: &file.changes,
+            conflicts: &file.conflicts,
+            created_at: &file.created_at,
+            expires_at: &file.expires_at,
+            format_version: file.format_version,
+            generator: &file.generator,
+            observed: CanonicalObserved {
+                roster: &file.observed.roster,
+                users: CanonicalUsers(&file.observed.users),
+            },
+            roster: CanonicalRoster {
+                count: file.roster.count,
+                digest: &file.roster.digest,
+                source: &file.roster.source,
+            },
+            summary: CanonicalSummary {
+                ban: s.ban,
+                conflicts: s.conflicts,
+                create: s.create,
+                ignored: s.ignored,
+                protected: s.protected,
+                restore: s.restore,
+                unchanged: s.unchanged,
+            },
+            target: &file.target,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -1026,5 +1150,47 @@ mod tests {
         std::fs::write(&path, [0xff, 0xfe]).unwrap();
         let err = Plan::load(&path).unwrap_err();
         assert!(matches!(err, Error::NotAPlan { .. }), "{err}");
+    }
+
+    proptest::proptest! {
+        /// The digest `Plan::new` streams from borrowed data is the one `parse` computes
+        /// from the raw document, whatever the strings hold (quotes, controls, non-ASCII).
+        #[test]
+        fn streamed_digest_matches_the_raw_document(
+            strings in proptest::collection::vec(proptest::prelude::any::<String>(), 1..6),
+            flags in proptest::collection::vec(proptest::prelude::any::<bool>(), 6),
+        ) {
+            let s = |i: usize| strings[i % strings.len()].clone();
+            let mut users: Vec<ObservedUser> = strings
+                .iter()
+                .enumerate()
+                .map(|(i, e)| ObservedUser { email: e.clone(), id: format!("{i}{}", s(i + 1)), banned: flags[i % 6] })
+                .collect();
+            users.sort();
+            users.dedup_by(|a, b| a.email == b.email && a.id == b.id);
+            let rec = Reconciliation {
+                changes: vec![
+                    Change { action: ActionKind::Create, email: s(0), user_id: None },
+                    Change { action: ActionKind::Ban, email: s(1), user_id: Some(s(2)) },
+                ],
+                conflicts: vec![Conflict { email: s(3), reason: s(4), user_ids: if flags[0] { vec![s(5)] } else { vec![] } }],
+                summary: Summary { create: 1, ban: 1, conflicts: 1, ..Summary::default() },
+                observed: Observed {
+                    roster: vec![Email::parse("ann@example.com").unwrap()],
+                    users,
+                },
+                warnings: vec![],
+                active_with_email: 0,
+            };
+            let plan = Plan::new(&rec, PlanMeta {
+                created_at: now(),
+                expires_at: now(),
+                target: s(1),
+                roster_source: RosterSource::File(format!("x{}", s(2))),
+                generator_version: s(3),
+            });
+            let parsed = Plan::parse(&plan.to_pretty_json(), path());
+            proptest::prop_assert_eq!(parsed.ok(), Some(plan));
+        }
     }
 }

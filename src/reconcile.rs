@@ -2,7 +2,6 @@
 //! and counts of a plan, and the one projection (`observe`) that both planning and the
 //! drift check use. No I/O, no clock, no terminal; nothing here knows the plan's JSON.
 
-use std::collections::HashMap;
 use std::fmt;
 
 use time::OffsetDateTime;
@@ -220,15 +219,14 @@ pub fn reconcile(
 
     // Invalid roster values, by normalised form: an auth user that holds one is the person
     // that row meant, so it is neither banned nor guessed at (its id joins the conflict).
-    let mut invalid_by_value: HashMap<&str, Vec<usize>> = HashMap::new();
-    for (i, row) in invalid.iter().enumerate() {
-        if !row.normalised.is_empty() {
-            invalid_by_value
-                .entry(row.normalised.as_str())
-                .or_default()
-                .push(i);
-        }
-    }
+    let mut invalid_by_value: Vec<(&str, usize)> = invalid
+        .iter()
+        .enumerate()
+        .filter(|(_, row)| !row.normalised.is_empty())
+        .map(|(i, row)| (row.normalised.as_str(), i))
+        .collect();
+    invalid_by_value.sort_unstable();
+    let mut invalid_iter = invalid_by_value.iter().peekable();
     let mut invalid_user_ids: Vec<Vec<String>> = vec![Vec::new(); invalid.len()];
 
     let mut creates = Vec::new();
@@ -256,10 +254,12 @@ pub fn reconcile(
         }
         let on_roster = roster_iter.next_if(|r| r.as_str() == email).is_some();
 
-        if let Some(rows) = invalid_by_value.get(email) {
-            for &i in rows {
-                invalid_user_ids[i].extend(group.iter().map(|u| u.id.clone()));
-            }
+        // The invalid values are sorted too: walk them along.
+        while invalid_iter.next_if(|(value, _)| *value < email).is_some() {}
+        let mut held_by_invalid_row = false;
+        while let Some((_, i)) = invalid_iter.next_if(|(value, _)| *value == email) {
+            held_by_invalid_row = true;
+            invalid_user_ids[*i].extend(group.iter().map(|u| u.id.clone()));
         }
 
         if let [user] = group {
@@ -269,7 +269,7 @@ pub fn reconcile(
                 } else {
                     summary.unchanged += 1;
                 }
-            } else if !user.banned && !invalid_by_value.contains_key(email) {
+            } else if !user.banned && !held_by_invalid_row {
                 if policy.protection.covers(email) {
                     summary.protected += 1;
                 } else {
