@@ -265,16 +265,25 @@ impl InFlight {
     }
 }
 
-impl Drop for InFlight {
-    fn drop(&mut self) {
+impl InFlight {
+    /// Complete the log entry now (before a dropped connection closes, so a client that
+    /// sees the close also sees the entry).
+    fn record(&self) {
         let mut inner = self.shared.lock();
-        inner.in_flight = inner.in_flight.saturating_sub(1);
         if let Some(entry) = inner.log.iter_mut().rev().find(|e| e.seq == self.seq) {
             entry.status = self.status;
             entry.dropped = self.dropped;
             entry.faulted = self.faulted;
-            entry.finished = Some(Instant::now());
+            entry.finished.get_or_insert_with(Instant::now);
         }
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.record();
+        let mut inner = self.shared.lock();
+        inner.in_flight = inner.in_flight.saturating_sub(1);
     }
 }
 
@@ -325,6 +334,7 @@ async fn answer_failure(
         && let Some(ConnAbort(notify)) = abort
     {
         flight.dropped = true;
+        flight.record();
         notify.notify_one();
         // The connection task drops this future; nothing is ever sent.
         return std::future::pending::<Response>().await;

@@ -1,7 +1,9 @@
-//! The one integration test binary (`cargo test --test it`): one module per area, all
-//! sharing `harness`.
+//! The one integration test binary (`cargo test --test it`): one module per area. The
+//! CLI tests share `support` (a fresh sandbox and a clean environment per test); the
+//! sandbox's own tests share `harness`.
 
-// Test code: a failed unwrap is a failed test.
+// clippy.toml allows unwrap/expect inside #[test] functions only; the helpers these
+// tests share fail the test the same way, so allow them throughout the test binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod apply;
