@@ -6,5 +6,6 @@
 // throughout the test binary.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod client;
 mod harness;
 mod sandbox;
