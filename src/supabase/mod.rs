@@ -31,7 +31,8 @@ pub struct ClientConfig {
     /// schemes are acceptable. A path (a project behind a prefix) is kept.
     pub base_url: Url,
     pub key: SecretKey,
-    /// Requests in flight at any moment, reads and writes together (≥ 1; default 8).
+    /// Requests in flight at any moment, reads and writes together (default 8; 0 is
+    /// taken as 1).
     pub concurrency: usize,
     /// Per request, connecting included (default 30 s).
     pub timeout: Duration,
