@@ -1425,6 +1425,38 @@ async fn the_control_endpoint_sets_faults_and_reads_the_log() {
 }
 
 #[tokio::test]
+async fn the_readme_fault_example_is_accepted_and_typos_are_not() {
+    let sb = sandbox();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```json\n{\n  \"latency_ms\"").unwrap() + "```json\n".len();
+    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+    let client = reqwest::Client::new();
+    let post = |body: String| {
+        client
+            .post(format!("{}/_sandbox/faults", sb.url()))
+            .body(body)
+            .send()
+    };
+    let r = post(example.to_string()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let knobs: Value = client
+        .get(format!("{}/_sandbox/faults", sb.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(knobs["failures"].as_array().unwrap().len(), 4);
+    assert_eq!(knobs["lose_unbans"], "always");
+    let typo = json!({"failures": [{"route": "GET /x", "statuss": 500}]}).to_string();
+    assert_eq!(post(typo).await.unwrap().status().as_u16(), 400);
+    let typo = json!({"latency": 5}).to_string();
+    assert_eq!(post(typo).await.unwrap().status().as_u16(), 400);
+}
+
+#[tokio::test]
 async fn the_control_endpoint_replaces_state() {
     let sb = sandbox();
     sb.add_user(NewUser::email("old@example.com"));
