@@ -1102,12 +1102,20 @@ async fn postgrest_jwt_and_grants() {
         r.json()["message"],
         "permission denied for table organization_people"
     );
+    // 401 or 403 depends on whether the role is db-anon-role, not on a token being sent.
     let r = roster_req(&sb, "select=email")
         .header("apikey", &anon)
         .header("authorization", &format!("Bearer {anon}"))
         .send()
         .await;
-    assert_eq!(r.status, 403);
+    assert_eq!(r.status, 401);
+    let user = sb
+        .sign_jwt(&json!({"role": "authenticated", "sub": "00000000-0000-4000-8000-000000000001"}));
+    let r = roster_req(&sb, "select=email")
+        .header("authorization", &format!("Bearer {user}"))
+        .send()
+        .await;
+    assert_eq!((r.status, r.json()["code"].clone()), (403, json!("42501")));
     let r = roster_req(&sb, "select=email")
         .header("apikey", &sb.secret_key())
         .without("authorization")
