@@ -974,7 +974,18 @@ fn update_user(ctx: &Ctx<'_>, loaded: User, body: ReadBody) -> Result<Response, 
         shown_ban = Some(until);
         user.banned_until = until.map(truncate_micros);
     }
-    user.updated_at = truncate_micros(now);
+    // Every `UpdateOnly` bumps updated_at; a PUT that ran none (`{}`) leaves it alone.
+    let touched = !role.is_empty()
+        || params.email_confirm
+        || params.phone_confirm
+        || email.is_some()
+        || phone.is_some()
+        || params.app_metadata.is_some()
+        || params.user_metadata.is_some()
+        || ban.is_some();
+    if touched {
+        user.updated_at = truncate_micros(now);
+    }
     let mut shown = user.clone();
     if let Some(until) = shown_ban {
         shown.banned_until = until;

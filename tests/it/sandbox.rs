@@ -707,6 +707,17 @@ async fn write_responses_carry_nanoseconds_and_reads_microseconds() {
 }
 
 #[tokio::test]
+async fn an_empty_update_changes_nothing_not_even_updated_at() {
+    let sb = sandbox();
+    let u = sb.add_user(NewUser::email("dana@example.com").created_at(at(0)));
+    let r = put(&sb, &u.id, json!({})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(sb.user(&u.id).unwrap(), u);
+    put(&sb, &u.id, json!({"user_metadata": {}})).await;
+    assert!(sb.user(&u.id).unwrap().updated_at > u.updated_at);
+}
+
+#[tokio::test]
 async fn metadata_is_a_shallow_merge_where_null_deletes() {
     let sb = sandbox();
     let u = sb.add_user(NewUser::email("dana@example.com").full_name("Dana"));
