@@ -87,7 +87,12 @@ impl Req {
     }
 
     async fn try_send(self) -> Result<Resp, reqwest::Error> {
-        let client = reqwest::Client::new();
+        // One client (and connection pool) per test thread: each #[tokio::test] has its
+        // own thread and runtime, and building a client per request is slow.
+        thread_local! {
+            static CLIENT: reqwest::Client = reqwest::Client::new();
+        }
+        let client = CLIENT.with(Clone::clone);
         let mut rb = client.request(self.method, &self.url);
         for (k, v) in &self.headers {
             rb = rb.header(k.as_str(), v.as_str());
@@ -166,6 +171,13 @@ fn start_gives_url_keys_and_state() {
     assert_eq!(sb.add_roster_row(RosterRow::email("eve@example.com")), 2);
     sb.remove_roster_email(" DANA@example.com ");
     assert_eq!(sb.roster().len(), 1);
+}
+
+#[test]
+fn a_sandbox_can_be_shared_across_threads_and_tasks() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Sandbox>();
+    assert_send_sync::<provision::sandbox::Faults>();
 }
 
 #[test]
