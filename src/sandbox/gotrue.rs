@@ -857,6 +857,17 @@ async fn create_user(ctx: &Ctx<'_>, body: ReadBody) -> Result<Response, ApiError
     };
     let (delay, shown) = delay;
     if let Some(d) = delay {
+        // timeoutMiddleware: past the deadline the client gets a 504, though the
+        // transaction has committed.
+        let deadline = ctx.shared.config.max_request_duration;
+        if d >= deadline {
+            tokio::time::sleep(deadline).await;
+            return Err(ApiError::new(
+                504,
+                "request_timeout",
+                "Processing this request timed out, please retry after a moment.",
+            ));
+        }
         tokio::time::sleep(d).await;
     }
     Ok(gotrue_json(

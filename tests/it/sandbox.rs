@@ -1293,6 +1293,30 @@ async fn a_slow_create_exists_before_it_is_answered() {
 }
 
 #[tokio::test]
+async fn a_create_slower_than_the_request_deadline_is_a_504_that_still_committed() {
+    let sb = Sandbox::start_with(
+        SandboxConfig {
+            max_request_duration: Duration::from_millis(200),
+            ..SandboxConfig::default()
+        },
+        Seed::empty(),
+    );
+    sb.faults()
+        .delay_create_response(Duration::from_secs(5), Times::Always);
+    let t = Instant::now();
+    let r = req(&sb, "POST", "/auth/v1/admin/users")
+        .json(json!({"email": "late@example.com"}))
+        .send()
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error_code"].clone()),
+        (504, json!("request_timeout"))
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(sb.user_by_email("late@example.com").is_some());
+}
+
+#[tokio::test]
 async fn a_lost_ban_is_answered_but_not_stored() {
     let sb = sandbox();
     let u = sb.add_user(NewUser::email("dana@example.com"));
