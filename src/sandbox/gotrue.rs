@@ -857,6 +857,17 @@ async fn create_user(ctx: &Ctx<'_>, body: ReadBody) -> Result<Response, ApiError
     };
     let (delay, shown) = delay;
     if let Some(d) = delay {
+        // timeoutMiddleware: past the deadline the client gets a 504, though the
+        // transaction has committed.
+        let deadline = ctx.shared.config.max_request_duration;
+        if d >= deadline {
+            tokio::time::sleep(deadline).await;
+            return Err(ApiError::new(
+                504,
+                "request_timeout",
+                "Processing this request timed out, please retry after a moment.",
+            ));
+        }
         tokio::time::sleep(d).await;
     }
     Ok(gotrue_json(
@@ -974,7 +985,18 @@ fn update_user(ctx: &Ctx<'_>, loaded: User, body: ReadBody) -> Result<Response, 
         shown_ban = Some(until);
         user.banned_until = until.map(truncate_micros);
     }
-    user.updated_at = truncate_micros(now);
+    // Every `UpdateOnly` bumps updated_at; a PUT that ran none (`{}`) leaves it alone.
+    let touched = !role.is_empty()
+        || params.email_confirm
+        || params.phone_confirm
+        || email.is_some()
+        || phone.is_some()
+        || params.app_metadata.is_some()
+        || params.user_metadata.is_some()
+        || ban.is_some();
+    if touched {
+        user.updated_at = truncate_micros(now);
+    }
     let mut shown = user.clone();
     if let Some(until) = shown_ban {
         shown.banned_until = until;

@@ -81,6 +81,10 @@ pub struct SandboxConfig {
     pub admin_roles: Vec<String>,
     /// Latency added to every non-control request from the start.
     pub latency: Duration,
+    /// `GOTRUE_API_MAX_REQUEST_DURATION`: a GoTrue handler still running after this
+    /// answers 504 `request_timeout` (the work it did stays done). Only a create slowed
+    /// by [`Faults::delay_create_response`] can run that long here.
+    pub max_request_duration: Duration,
 }
 
 impl Default for SandboxConfig {
@@ -98,6 +102,7 @@ impl Default for SandboxConfig {
             aud: "authenticated".to_string(),
             admin_roles: vec!["service_role".into(), "supabase_admin".into()],
             latency: Duration::ZERO,
+            max_request_duration: Duration::from_secs(10),
         }
     }
 }

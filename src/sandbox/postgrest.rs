@@ -48,27 +48,25 @@ pub(crate) fn handle(
     path: &str,
     authorization: Option<&str>,
 ) -> Response {
-    // 1. The JWT (PostgREST's auth middleware runs before anything else).
-    let (role, authed) = match authorization {
-        None => ("anon".to_string(), false),
+    // 1. The JWT (PostgREST's auth middleware runs before anything else). No token, or a
+    //    token without a role, means the anon role.
+    let role = match authorization {
+        None => "anon".to_string(),
         Some(a) => {
             let token = match (a.get(..7), a.get(7..)) {
                 (Some(s), Some(t)) if s.eq_ignore_ascii_case("bearer ") => Some(t.trim()),
                 _ => None,
             };
             match token {
-                None => ("anon".to_string(), false),
+                None => "anon".to_string(),
                 Some(token) => {
                     let now = OffsetDateTime::now_utc().unix_timestamp();
                     match jwt::verify(&shared.config.jwt_secret, token, now) {
-                        Ok(claims) => (
-                            claims
-                                .get("role")
-                                .and_then(Value::as_str)
-                                .unwrap_or("anon")
-                                .to_string(),
-                            true,
-                        ),
+                        Ok(claims) => claims
+                            .get("role")
+                            .and_then(Value::as_str)
+                            .unwrap_or("anon")
+                            .to_string(),
                         Err(e) => {
                             let (code, message) = e.postgrest();
                             let mut r = error(StatusCode::UNAUTHORIZED, code, &message, None, None);
@@ -85,6 +83,8 @@ pub(crate) fn handle(
             }
         }
     };
+    // PostgREST's `authed` (it picks 401 or 403 for 42501): a role other than db-anon-role.
+    let authed = role != "anon";
 
     let method = parts.method.clone();
     if method != Method::GET && method != Method::HEAD {

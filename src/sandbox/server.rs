@@ -22,8 +22,8 @@ use super::jwt::Keys;
 use super::state::State;
 use super::{control, gateway, gotrue, postgrest};
 
-/// Request bodies are read up to GoTrue's limit (`limitRequestBody(1 << 20)`) plus one
-/// byte, to tell "at the limit" from "over it".
+/// Request bodies are read up to GoTrue's limit (`limitRequestBody(1 << 20)`): a body of
+/// exactly 1 MiB is read, one byte more is too large.
 pub const BODY_LIMIT: usize = 1 << 20;
 
 /// Everything a handler may touch. Mutable data lives in [`Inner`], behind one lock.
@@ -299,7 +299,7 @@ async fn entry(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Respo
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let body = match axum::body::to_bytes(body, BODY_LIMIT + 1).await {
+    let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(bytes) => ReadBody::Complete(bytes),
         Err(_) => ReadBody::TooLarge,
     };

@@ -158,6 +158,8 @@ impl Client {
     /// Users whose normalised email equals `email`'s. The server's `filter` is a
     /// case-sensitive substring match (with `%`/`_` as wildcards) that also searches full
     /// names, so it only narrows the search: equality is checked here, over all pages.
+    /// The filter is sent lower-cased (as GoTrue stores emails since 2021), so a legacy
+    /// user whose stored email has capitals is not found this way; `list_users` sees it.
     pub async fn find_users_by_email(&self, email: &str) -> Result<Vec<AuthUser>, ApiFailure> {
         let wanted = normalise_email(email);
         let mut found = Vec::new();
@@ -191,7 +193,8 @@ impl Client {
     }
 
     /// `POST /auth/v1/admin/users {email, email_confirm: true}`: one try, never retried
-    /// (after a timeout or 5xx the user may exist; use `find_users_by_email`).
+    /// (after a timeout or 5xx the user may exist; use `find_users_by_email`). `email` is
+    /// sent as given (the server does not trim it): pass the normalised email.
     pub async fn create_user(&self, email: &str) -> Result<AuthUser, ApiFailure> {
         let url = self.endpoint(&["auth", "v1", "admin", "users"], &[]);
         let body = json!({ "email": email, "email_confirm": true });

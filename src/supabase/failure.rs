@@ -209,9 +209,11 @@ pub(crate) fn classify(failure: ApiFailure, reading: Reading<'_>) -> Error {
             };
         }
     }
-    let gateway_refusal = ["Invalid API key", "No API key found"]
-        .iter()
-        .any(|m| failure.message.contains(m));
+    // The gateway's refusals carry no code, only these messages.
+    let gateway_refusal = failure.kind == FailureKind::Http
+        && ["Invalid API key", "No API key found"]
+            .iter()
+            .any(|m| failure.message.contains(m));
     if matches!(status, Some(401 | 403))
         || code.is_some_and(|c| AUTH_CODES.contains(&c))
         || gateway_refusal

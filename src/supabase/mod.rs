@@ -31,7 +31,8 @@ pub struct ClientConfig {
     /// schemes are acceptable. A path (a project behind a prefix) is kept.
     pub base_url: Url,
     pub key: SecretKey,
-    /// Requests in flight at any moment, reads and writes together (≥ 1; default 8).
+    /// Requests in flight at any moment, reads and writes together (default 8; 0 is
+    /// taken as 1).
     pub concurrency: usize,
     /// Per request, connecting included (default 30 s).
     pub timeout: Duration,
@@ -448,6 +449,116 @@ mod tests {
             SecretKey::new(JWT.into()),
         );
         assert!(!format!("{cfg:?}").contains(JWT));
+    }
+
+    /// A server that answers each connection with the next canned response, for the
+    /// malformed answers a faithful sandbox never gives. Returns the base URL.
+    async fn canned(answers: Vec<String>) -> String {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            for answer in answers {
+                let (mut sock, _) = listener.accept().await.unwrap();
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    let n = sock.read(&mut chunk).await.unwrap();
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                sock.write_all(answer.as_bytes()).await.unwrap();
+                sock.shutdown().await.unwrap();
+            }
+        });
+        format!("http://{addr}")
+    }
+
+    fn ok(headers: &str, body: &str) -> String {
+        format!(
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n{body}",
+            body.len()
+        )
+    }
+
+    #[tokio::test]
+    async fn a_listing_without_a_total_is_refused_as_unverifiable() {
+        let base = canned(vec![ok(
+            "",
+            r#"{"users":[{"id":"a","email":"a@example.com"}]}"#,
+        )])
+        .await;
+        let err = client(&base, JWT).list_users().await.unwrap_err();
+        assert!(matches!(err, Error::IncompleteRead { .. }), "{err:?}");
+        assert!(err.to_string().contains("X-Total-Count"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_user_without_an_id_fails_the_listing() {
+        let base = canned(vec![ok(
+            "X-Total-Count: 2\r\n",
+            r#"{"users":[{"id":"a","email":"a@example.com"},{"email":"b@example.com"}]}"#,
+        )])
+        .await;
+        let err = client(&base, JWT).list_users().await.unwrap_err();
+        let Error::Api(f) = &err else {
+            panic!("expected Error::Api, got {err:?}");
+        };
+        assert_eq!(f.kind, FailureKind::BadResponse);
+        assert!(f.message.contains("user 2 of the page"), "{}", f.message);
+        assert!(f.message.contains("no `id`"), "{}", f.message);
+    }
+
+    #[tokio::test]
+    async fn a_listing_shorter_than_its_total_is_never_returned() {
+        // Three scans, each claiming 3 users but holding 2.
+        let page = ok(
+            "X-Total-Count: 3\r\n",
+            r#"{"users":[{"id":"a","email":"a@example.com"},{"id":"b","email":"b@example.com"}]}"#,
+        );
+        let base = canned(vec![page.clone(), page.clone(), page]).await;
+        let err = client(&base, JWT).list_users().await.unwrap_err();
+        assert!(matches!(err, Error::IncompleteRead { .. }), "{err:?}");
+        assert!(err.to_string().contains("page 1 held 2 users"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn a_roster_page_without_an_exact_count_is_refused() {
+        let base = canned(vec![ok(
+            "Content-Range: 0-0/*\r\n",
+            r#"[{"email":"a@example.com"}]"#,
+        )])
+        .await;
+        let err = client(&base, JWT)
+            .read_roster_table("activity", "organization_people")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::IncompleteRead { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn a_roster_page_that_contradicts_its_range_is_read_again_then_refused() {
+        let page = ok("Content-Range: 0-1/2\r\n", r#"[{"email":"a@example.com"}]"#);
+        let base = canned(vec![page.clone(), page.clone(), page]).await;
+        let err = client(&base, JWT)
+            .read_roster_table("activity", "organization_people")
+            .await
+            .unwrap_err();
+        assert!(matches!(err, Error::IncompleteRead { .. }), "{err:?}");
+        assert!(err.to_string().contains("3 reads"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn an_unparsable_success_body_is_a_bad_response() {
+        let base = canned(vec![ok("", "<html>hello</html>")]).await;
+        let f = client(&base, JWT)
+            .set_ban_duration("id", "none")
+            .await
+            .unwrap_err();
+        assert_eq!(f.kind, FailureKind::BadResponse);
+        assert_eq!(f.request, "PUT /auth/v1/admin/users/id");
     }
 
     #[test]

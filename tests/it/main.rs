@@ -1,6 +1,6 @@
 //! The one integration test binary (`cargo test --test it`): one module per area. The
 //! CLI tests share `support` (a fresh sandbox and a clean environment per test); the
-//! sandbox's own tests share `harness`.
+//! sandbox's and the client's tests share `harness`.
 
 // clippy.toml allows unwrap/expect inside #[test] functions only; the helpers these
 // tests share fail the test the same way, so allow them throughout the test binary.
@@ -8,6 +8,7 @@
 
 mod apply;
 mod cli;
+mod client;
 mod harness;
 mod plan;
 mod quickstart;

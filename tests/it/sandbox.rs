@@ -87,7 +87,12 @@ impl Req {
     }
 
     async fn try_send(self) -> Result<Resp, reqwest::Error> {
-        let client = reqwest::Client::new();
+        // One client (and connection pool) per test thread: each #[tokio::test] has its
+        // own thread and runtime, and building a client per request is slow.
+        thread_local! {
+            static CLIENT: reqwest::Client = reqwest::Client::new();
+        }
+        let client = CLIENT.with(Clone::clone);
         let mut rb = client.request(self.method, &self.url);
         for (k, v) in &self.headers {
             rb = rb.header(k.as_str(), v.as_str());
@@ -166,6 +171,13 @@ fn start_gives_url_keys_and_state() {
     assert_eq!(sb.add_roster_row(RosterRow::email("eve@example.com")), 2);
     sb.remove_roster_email(" DANA@example.com ");
     assert_eq!(sb.roster().len(), 1);
+}
+
+#[test]
+fn a_sandbox_can_be_shared_across_threads_and_tasks() {
+    fn assert_send_sync<T: Send + Sync>() {}
+    assert_send_sync::<Sandbox>();
+    assert_send_sync::<provision::sandbox::Faults>();
 }
 
 #[test]
@@ -707,6 +719,17 @@ async fn write_responses_carry_nanoseconds_and_reads_microseconds() {
 }
 
 #[tokio::test]
+async fn an_empty_update_changes_nothing_not_even_updated_at() {
+    let sb = sandbox();
+    let u = sb.add_user(NewUser::email("dana@example.com").created_at(at(0)));
+    let r = put(&sb, &u.id, json!({})).await;
+    assert_eq!(r.status, 200);
+    assert_eq!(sb.user(&u.id).unwrap(), u);
+    put(&sb, &u.id, json!({"user_metadata": {}})).await;
+    assert!(sb.user(&u.id).unwrap().updated_at > u.updated_at);
+}
+
+#[tokio::test]
 async fn metadata_is_a_shallow_merge_where_null_deletes() {
     let sb = sandbox();
     let u = sb.add_user(NewUser::email("dana@example.com").full_name("Dana"));
@@ -1102,12 +1125,20 @@ async fn postgrest_jwt_and_grants() {
         r.json()["message"],
         "permission denied for table organization_people"
     );
+    // 401 or 403 depends on whether the role is db-anon-role, not on a token being sent.
     let r = roster_req(&sb, "select=email")
         .header("apikey", &anon)
         .header("authorization", &format!("Bearer {anon}"))
         .send()
         .await;
-    assert_eq!(r.status, 403);
+    assert_eq!(r.status, 401);
+    let user = sb
+        .sign_jwt(&json!({"role": "authenticated", "sub": "00000000-0000-4000-8000-000000000001"}));
+    let r = roster_req(&sb, "select=email")
+        .header("authorization", &format!("Bearer {user}"))
+        .send()
+        .await;
+    assert_eq!((r.status, r.json()["code"].clone()), (403, json!("42501")));
     let r = roster_req(&sb, "select=email")
         .header("apikey", &sb.secret_key())
         .without("authorization")
@@ -1259,6 +1290,30 @@ async fn a_slow_create_exists_before_it_is_answered() {
         .send()
         .await;
     assert!(t.elapsed() < Duration::from_millis(300));
+}
+
+#[tokio::test]
+async fn a_create_slower_than_the_request_deadline_is_a_504_that_still_committed() {
+    let sb = Sandbox::start_with(
+        SandboxConfig {
+            max_request_duration: Duration::from_millis(200),
+            ..SandboxConfig::default()
+        },
+        Seed::empty(),
+    );
+    sb.faults()
+        .delay_create_response(Duration::from_secs(5), Times::Always);
+    let t = Instant::now();
+    let r = req(&sb, "POST", "/auth/v1/admin/users")
+        .json(json!({"email": "late@example.com"}))
+        .send()
+        .await;
+    assert_eq!(
+        (r.status, r.json()["error_code"].clone()),
+        (504, json!("request_timeout"))
+    );
+    assert!(t.elapsed() < Duration::from_secs(2));
+    assert!(sb.user_by_email("late@example.com").is_some());
 }
 
 #[tokio::test]
@@ -1422,6 +1477,38 @@ async fn the_control_endpoint_sets_faults_and_reads_the_log() {
         .await
         .unwrap();
     assert_eq!(r.status().as_u16(), 200);
+}
+
+#[tokio::test]
+async fn the_readme_fault_example_is_accepted_and_typos_are_not() {
+    let sb = sandbox();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme.find("```json\n{\n  \"latency_ms\"").unwrap() + "```json\n".len();
+    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+    let client = reqwest::Client::new();
+    let post = |body: String| {
+        client
+            .post(format!("{}/_sandbox/faults", sb.url()))
+            .body(body)
+            .send()
+    };
+    let r = post(example.to_string()).await.unwrap();
+    assert_eq!(r.status().as_u16(), 200, "{}", r.text().await.unwrap());
+    let knobs: Value = client
+        .get(format!("{}/_sandbox/faults", sb.url()))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(knobs["failures"].as_array().unwrap().len(), 4);
+    assert_eq!(knobs["lose_unbans"], "always");
+    let typo = json!({"failures": [{"route": "GET /x", "statuss": 500}]}).to_string();
+    assert_eq!(post(typo).await.unwrap().status().as_u16(), 400);
+    let typo = json!({"latency": 5}).to_string();
+    assert_eq!(post(typo).await.unwrap().status().as_u16(), 400);
 }
 
 #[tokio::test]
