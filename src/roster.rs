@@ -6,7 +6,6 @@
 use std::path::Path;
 
 use serde_json::Value as Json;
-use serde_norway::Value as Yaml;
 
 use crate::error::Error;
 use crate::model::RosterEntry;
@@ -87,7 +86,8 @@ fn without_position(message: String, line: usize, column: usize) -> String {
 const SHAPE: &str = "expected a list of entries, or a list under `people:` or `roster:`";
 
 fn from_yaml(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
-    let doc: Yaml = serde_norway::from_str(text).map_err(|e| match e.location() {
+    // Read into the JSON data model so one function checks the shape of both formats.
+    let doc: Json = serde_norway::from_str(text).map_err(|e| match e.location() {
         Some(loc) => file_error(
             path,
             format!(" line {} column {}", loc.line(), loc.column()),
@@ -95,83 +95,10 @@ fn from_yaml(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
         ),
         None => file_error(path, "", e.to_string()),
     })?;
-    let items = match doc {
-        Yaml::Sequence(items) => items,
-        Yaml::Mapping(mut map) => {
-            let people = map.remove("people");
-            let roster = map.remove("roster");
-            match (people, roster) {
-                (Some(Yaml::Sequence(items)), None) | (None, Some(Yaml::Sequence(items))) => items,
-                (Some(_), Some(_)) => {
-                    return Err(file_error(
-                        path,
-                        "",
-                        "both `people:` and `roster:` are present; keep one list",
-                    ));
-                }
-                (Some(other), None) | (None, Some(other)) => {
-                    return Err(file_error(
-                        path,
-                        "",
-                        format!("{SHAPE}, but the list key holds {}", yaml_kind(&other)),
-                    ));
-                }
-                (None, None) => return Err(file_error(path, "", SHAPE)),
-            }
-        }
-        Yaml::Null => return Err(file_error(path, "", format!("the file is empty; {SHAPE}"))),
-        other => {
-            return Err(file_error(
-                path,
-                "",
-                format!("{SHAPE}, found {}", yaml_kind(&other)),
-            ));
-        }
-    };
-    items
-        .into_iter()
-        .enumerate()
-        .map(|(i, item)| {
-            let row = i + 1;
-            let Yaml::Mapping(mut entry) = item else {
-                return Err(file_error(
-                    path,
-                    format!(" row {row}"),
-                    format!(
-                        "an entry must be a mapping with an `email` key, found {}",
-                        yaml_kind(&item)
-                    ),
-                ));
-            };
-            let email = match entry.remove("email") {
-                None | Some(Yaml::Null) => None,
-                Some(Yaml::String(s)) => Some(s),
-                Some(other) => {
-                    return Err(file_error(
-                        path,
-                        format!(" row {row}"),
-                        format!("`email` must be a string, found {}", yaml_kind(&other)),
-                    ));
-                }
-            };
-            Ok(RosterEntry {
-                email,
-                origin: origin(path, row),
-            })
-        })
-        .collect()
-}
-
-fn yaml_kind(v: &Yaml) -> &'static str {
-    match v {
-        Yaml::Null => "nothing (null)",
-        Yaml::Bool(_) => "a boolean",
-        Yaml::Number(_) => "a number",
-        Yaml::String(_) => "a string",
-        Yaml::Sequence(_) => "a list",
-        Yaml::Mapping(_) => "a mapping",
-        Yaml::Tagged(_) => "a tagged value",
+    if doc.is_null() {
+        return Err(file_error(path, "", format!("the file is empty; {SHAPE}")));
     }
+    from_document(path, doc, Format::Yaml)
 }
 
 fn from_json(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
@@ -183,6 +110,13 @@ fn from_json(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
             without_position(e.to_string(), line, column),
         )
     })?;
+    from_document(path, doc, Format::Json)
+}
+
+/// The shape both YAML and JSON rosters share: a list of entries, or one under `people`
+/// or `roster`; each entry a mapping whose `email` is a string, null or absent.
+fn from_document(path: &Path, doc: Json, format: Format) -> Result<Vec<RosterEntry>, Error> {
+    let kind = |v: &Json| json_kind(v, &format);
     let items = match doc {
         Json::Array(items) => items,
         Json::Object(mut map) => {
@@ -201,7 +135,7 @@ fn from_json(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
                     return Err(file_error(
                         path,
                         "",
-                        format!("{SHAPE}, but the list key holds {}", json_kind(&other)),
+                        format!("{SHAPE}, but the list key holds {}", kind(&other)),
                     ));
                 }
                 (None, None) => return Err(file_error(path, "", SHAPE)),
@@ -211,7 +145,7 @@ fn from_json(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
             return Err(file_error(
                 path,
                 "",
-                format!("{SHAPE}, found {}", json_kind(&other)),
+                format!("{SHAPE}, found {}", kind(&other)),
             ));
         }
     };
@@ -225,8 +159,9 @@ fn from_json(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
                     path,
                     format!(" row {row}"),
                     format!(
-                        "an entry must be an object with an `email` member, found {}",
-                        json_kind(&item)
+                        "an entry must be {} with an `email` key, found {}",
+                        kind(&Json::Object(Default::default())),
+                        kind(&item)
                     ),
                 ));
             };
@@ -237,7 +172,7 @@ fn from_json(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
                     return Err(file_error(
                         path,
                         format!(" row {row}"),
-                        format!("`email` must be a string, found {}", json_kind(&other)),
+                        format!("`email` must be a string, found {}", kind(&other)),
                     ));
                 }
             };
@@ -249,14 +184,17 @@ fn from_json(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
         .collect()
 }
 
-fn json_kind(v: &Json) -> &'static str {
-    match v {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "a list",
-        Json::Object(_) => "an object",
+/// What a value is, in the words of the file's format.
+fn json_kind(v: &Json, format: &Format) -> &'static str {
+    match (v, format) {
+        (Json::Null, Format::Yaml) => "nothing (null)",
+        (Json::Null, _) => "null",
+        (Json::Bool(_), _) => "a boolean",
+        (Json::Number(_), _) => "a number",
+        (Json::String(_), _) => "a string",
+        (Json::Array(_), _) => "a list",
+        (Json::Object(_), Format::Yaml) => "a mapping",
+        (Json::Object(_), _) => "an object",
     }
 }
 
