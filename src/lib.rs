@@ -374,19 +374,13 @@ async fn apply_cmd(
         unchanged: plan.summary.unchanged,
         ..ApplyReport::default()
     };
-    let emit = |r: &ChangeResult, log: &mut Option<ApplyLog>| {
-        if args.format == ApplyFormat::Json {
-            out.stdout(&format!("{}\n", result_json(r)));
-        }
-        if let Some(log) = log.as_mut() {
-            log.write(&plan, r);
-        }
-    };
-    for change in &check.already_applied {
-        let r = ChangeResult::already_applied(change.clone());
-        emit(&r, &mut log);
-        report.results.push(r);
-    }
+    report.results.extend(
+        check
+            .already_applied
+            .iter()
+            .cloned()
+            .map(ChangeResult::already_applied),
+    );
 
     if !check.pending.is_empty() {
         out.stderr(&render::plan_text(&plan, out.stderr_style));
@@ -421,10 +415,7 @@ async fn apply_cmd(
             common.concurrency as usize,
             now,
             &stop,
-            |r| {
-                bar.inc(1);
-                emit(r, &mut log);
-            },
+            |_| bar.inc(1),
         )
         .await;
         bar.finish_and_clear();
@@ -439,6 +430,7 @@ async fn apply_cmd(
                 Err(e) => {
                     out.error(&e);
                     out.stderr("error: could not check that the changes took effect\n");
+                    record(out, args.format, &mut log, &plan, &mut report);
                     print_report(out, args.format, &report, false);
                     // Writes were sent and their effect is unknown: exit 5, and a re-run
                     // of the same plan resumes (finished changes count as already applied).
@@ -449,6 +441,7 @@ async fn apply_cmd(
     }
 
     let complete = !report.interrupted && report.failed() == 0;
+    record(out, args.format, &mut log, &plan, &mut report);
     print_report(out, args.format, &report, complete);
     if report.interrupted {
         return Err(Error::Interrupted);
@@ -460,6 +453,27 @@ async fn apply_cmd(
         });
     }
     Ok(Exit::Success)
+}
+
+/// One line per change, in plan order, with its final outcome (after the check-read, so
+/// a record never says `applied` for a change that did not take effect): to stdout with
+/// `--format json`, and to the `--log` file.
+fn record(
+    out: &Output,
+    format: ApplyFormat,
+    log: &mut Option<ApplyLog>,
+    plan: &Plan,
+    report: &mut ApplyReport,
+) {
+    report.results.sort_by(|a, b| a.change.cmp(&b.change));
+    for r in &report.results {
+        if format == ApplyFormat::Json {
+            out.stdout(&format!("{}\n", result_json(r)));
+        }
+        if let Some(log) = log.as_mut() {
+            log.write(plan, r);
+        }
+    }
 }
 
 fn result_json(r: &ChangeResult) -> serde_json::Value {
