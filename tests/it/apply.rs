@@ -420,6 +420,30 @@ fn a_ban_accepted_but_not_stored_fails_the_apply() {
         .run(&["apply", "plan.json", "--yes"])
         .code(5)
         .stderr_has("not_in_effect");
+    // The records say so too: never `applied` for a change that did not take effect.
+    let run = world.run(&[
+        "apply",
+        "plan.json",
+        "--yes",
+        "--format",
+        "json",
+        "--log",
+        "a.log",
+    ]);
+    run.code(5);
+    let ban_line = run
+        .stdout
+        .lines()
+        .find(|l| l.contains("\"ban\""))
+        .unwrap()
+        .to_string();
+    let ban: serde_json::Value = serde_json::from_str(&ban_line).unwrap();
+    assert_eq!(ban["outcome"], "failed");
+    assert_eq!(ban["error_code"], "not_in_effect");
+    let log = std::fs::read_to_string(world.path("a.log")).unwrap();
+    let logged: serde_json::Value =
+        serde_json::from_str(log.lines().find(|l| l.contains("\"ban\"")).unwrap()).unwrap();
+    assert_eq!(logged["outcome"], "failed");
 }
 
 #[test]
