@@ -2,7 +2,9 @@
 //! and counts of a plan, and the one projection (`observe`) that both planning and the
 //! drift check use. No I/O, no clock, no terminal; nothing here knows the plan's JSON.
 
+use std::collections::HashMap;
 use std::fmt;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use time::OffsetDateTime;
 
@@ -92,6 +94,8 @@ struct Projection {
     invalid: Vec<InvalidRow>,
     /// Auth users without an email, or soft-deleted.
     ignored: usize,
+    /// Two observed users may share an id (their id hashes collide).
+    ids_may_repeat: bool,
 }
 
 /// The state as the plan's `observed` member and its fingerprints see it: distinct valid
@@ -103,7 +107,7 @@ pub fn observe(roster: &[RosterEntry], users: &[AuthUser], now: OffsetDateTime) 
 
 fn project(roster: &[RosterEntry], users: &[AuthUser], now: OffsetDateTime) -> Projection {
     // The two sides are independent until the join; on big inputs each gets a core.
-    let ((emails, merged, invalid), (observed_users, ignored)) =
+    let ((emails, merged, invalid), (observed_users, ignored, ids_may_repeat)) =
         if roster.len() + users.len() >= PARALLEL_THRESHOLD {
             std::thread::scope(|s| {
                 let roster_side = s.spawn(|| project_roster(roster));
@@ -126,6 +130,7 @@ fn project(roster: &[RosterEntry], users: &[AuthUser], now: OffsetDateTime) -> P
         merged,
         invalid,
         ignored,
+        ids_may_repeat,
     }
 }
 
@@ -176,22 +181,34 @@ fn project_roster(roster: &[RosterEntry]) -> RosterSide {
     (distinct, merged, invalid)
 }
 
-fn project_users(users: &[AuthUser], now: OffsetDateTime) -> (Vec<ObservedUser>, usize) {
+/// The users side: observed users sorted, the ignored count, and whether any id may
+/// appear twice (a listing that changed while it was read).
+fn project_users(users: &[AuthUser], now: OffsetDateTime) -> (Vec<ObservedUser>, usize, bool) {
     let mut observed = Vec::with_capacity(users.len());
+    // Ids hashed while their bytes are in cache: sorting a million u64 is cheap, and equal
+    // hashes are the only way two ids can be equal.
+    let mut id_hashes = Vec::with_capacity(users.len());
     let mut ignored = 0;
     for user in users {
         match user.email.as_deref() {
-            Some(email) if !user.is_ignored() => observed.push(ObservedUser {
-                email: normalise_email(email),
-                id: user.id.clone(),
-                banned: user.is_banned(now),
-            }),
+            Some(email) if !user.is_ignored() => {
+                let mut h = IdHasher::default();
+                h.write(user.id.as_bytes());
+                id_hashes.push(h.finish());
+                observed.push(ObservedUser {
+                    email: normalise_email(email),
+                    id: user.id.clone(),
+                    banned: user.is_banned(now),
+                });
+            }
             _ => ignored += 1,
         }
     }
+    id_hashes.sort_unstable();
+    let ids_may_repeat = id_hashes.windows(2).any(|w| w[0] == w[1]);
     // Derived order is (email, id, banned): by email then id, as the plan lists them.
     observed.sort_unstable();
-    (observed, ignored)
+    (observed, ignored, ids_may_repeat)
 }
 
 /// Decide the plan. Pure and order-independent: the same rows and users in any order give
@@ -203,7 +220,8 @@ fn project_users(users: &[AuthUser], now: OffsetDateTime) -> (Vec<ObservedUser>,
 /// - `protected`: active users off the roster that `--protect` keeps from a ban;
 /// - `ignored`: users without an email, or soft-deleted (not in `observed`);
 /// - in no counter: banned users off the roster (already where a ban would put them) and
-///   users caught in a conflict.
+///   users caught in a conflict (except a user id the listing holds under two emails,
+///   which may also count as `unchanged` or `protected` under its other email).
 pub fn reconcile(
     roster: &[RosterEntry],
     users: &[AuthUser],
@@ -215,6 +233,7 @@ pub fn reconcile(
         merged,
         invalid,
         ignored,
+        ids_may_repeat,
     } = project(roster, users, now);
 
     // Invalid roster values, by normalised form: an auth user that holds one is the person
@@ -297,6 +316,28 @@ pub fn reconcile(
     }
     creates.extend(roster_iter.map(create));
 
+    // A listing that names one user id under two emails is not one we can act on for
+    // that user: a ban under one email could hit a person on the roster under the other.
+    // The client should never hand us such a listing; if it does, the id is a conflict.
+    let repeated = if ids_may_repeat {
+        repeated_ids(&observed.users, restores.iter().chain(&bans))
+    } else {
+        Vec::new()
+    };
+    for (id, emails) in repeated {
+        restores.retain(|c| c.user_id.as_deref() != Some(id.as_str()));
+        bans.retain(|c| c.user_id.as_deref() != Some(id.as_str()));
+        conflicts.push(Conflict {
+            email: emails[0].clone(),
+            reason: format!(
+                "the listing holds this user id {} times, under {}",
+                emails.len(),
+                emails.join(", ")
+            ),
+            user_ids: vec![id],
+        });
+    }
+
     for (row, mut user_ids) in invalid.into_iter().zip(invalid_user_ids) {
         user_ids.sort_unstable();
         conflicts.push(Conflict {
@@ -331,6 +372,63 @@ pub fn reconcile(
         observed,
         warnings,
         active_with_email,
+    }
+}
+
+/// Ids of `changes` that appear more than once in `users`, with their emails (sorted).
+/// Only run when `project_users` saw colliding id hashes: it touches every user's id.
+fn repeated_ids<'a>(
+    users: &[ObservedUser],
+    changes: impl Iterator<Item = &'a Change>,
+) -> Vec<(String, Vec<String>)> {
+    let mut seen: HashMap<&str, Vec<&str>, BuildHasherDefault<IdHasher>> = changes
+        .filter_map(|c| c.user_id.as_deref())
+        .map(|id| (id, Vec::new()))
+        .collect();
+    if seen.is_empty() {
+        return Vec::new();
+    }
+    for u in users {
+        if let Some(emails) = seen.get_mut(u.id.as_str()) {
+            emails.push(&u.email);
+        }
+    }
+    let mut repeated: Vec<(String, Vec<String>)> = seen
+        .into_iter()
+        .filter(|(_, emails)| emails.len() > 1)
+        .map(|(id, emails)| {
+            (
+                id.to_string(),
+                emails.into_iter().map(String::from).collect(),
+            )
+        })
+        .collect();
+    repeated.sort_unstable();
+    repeated
+}
+
+/// A fast, non-cryptographic hasher (the multiply-rotate of rustc's FxHash) for user ids:
+/// the repeated-id check must cost next to nothing on a million users. Collisions only
+/// trigger the exact check; they never decide anything.
+#[derive(Default)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        const K: u64 = 0x517c_c1b7_2722_0a95;
+        let mut chunks = bytes.chunks_exact(8);
+        for chunk in chunks.by_ref() {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(chunk);
+            self.0 = (self.0.rotate_left(5) ^ u64::from_le_bytes(word)).wrapping_mul(K);
+        }
+        for &b in chunks.remainder() {
+            self.0 = (self.0.rotate_left(5) ^ u64::from(b)).wrapping_mul(K);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
@@ -669,6 +767,47 @@ pub(crate) mod tests {
         assert_eq!(rec.observed.users.len(), 4);
         assert_eq!(rec.active_with_email, 3);
         assert!(matches!(&rec.warnings[0], Warning::Conflict(c) if c.email == "bob@example.com"));
+    }
+
+    #[test]
+    fn a_user_id_listed_under_two_emails_is_a_conflict_not_a_change() {
+        // A listing that changed while it was read: the same id under an old and a new
+        // email. Banning it for the old email would lock out a person on the roster.
+        let rec = plan(
+            &rows(&["new@example.com", "bob@example.com"]),
+            &[
+                active("x", "old@example.com"),
+                active("x", "new@example.com"),
+                banned("b", "bob@example.com"),
+            ],
+        );
+        assert_eq!(
+            rec.changes,
+            vec![change(ActionKind::Restore, "bob@example.com", Some("b"))]
+        );
+        assert_eq!(
+            rec.conflicts,
+            vec![Conflict {
+                email: "new@example.com".into(),
+                reason:
+                    "the listing holds this user id 2 times, under new@example.com, old@example.com"
+                        .into(),
+                user_ids: vec!["x".into()],
+            }]
+        );
+        assert_eq!(rec.summary.ban, 0);
+        assert_eq!(rec.summary.conflicts, 1);
+    }
+
+    #[test]
+    fn the_repeated_id_check_runs_only_on_suspicion() {
+        let distinct: Vec<AuthUser> = (0..1000)
+            .map(|i| active(&format!("id{i}"), &format!("u{i}@example.com")))
+            .collect();
+        assert!(!project_users(&distinct, now()).2);
+        let mut repeated = distinct.clone();
+        repeated.push(active("id7", "other@example.com"));
+        assert!(project_users(&repeated, now()).2);
     }
 
     #[test]
