@@ -63,6 +63,8 @@ pub struct PlanMeta {
 }
 
 impl Plan {
+    /// Write a reconciliation down: counts and fingerprints from `rec.observed`, times in
+    /// UTC truncated to whole seconds (as the file holds them), then the digest.
     pub fn new(rec: &Reconciliation, meta: PlanMeta) -> Plan {
         let mut plan = Plan {
             generator_version: meta.generator_version,
