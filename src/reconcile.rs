@@ -140,14 +140,15 @@ fn project_roster(roster: &[RosterEntry]) -> RosterSide {
     let mut valid: Vec<Email> = Vec::with_capacity(roster.len());
     let mut invalid = Vec::new();
     for row in roster {
-        let given = row.email.as_deref();
-        match given.map(Email::parse) {
-            Some(Ok(email)) => valid.push(email),
-            Some(Err(why)) => invalid.push(InvalidRow {
-                given: given.unwrap_or_default().to_string(),
-                normalised: normalise_email(given.unwrap_or_default()),
-                reason: format!("invalid email in roster ({}): {why}", row.origin),
-            }),
+        match row.email.as_deref() {
+            Some(given) => match Email::parse(given) {
+                Ok(email) => valid.push(email),
+                Err(why) => invalid.push(InvalidRow {
+                    given: given.to_string(),
+                    normalised: normalise_email(given),
+                    reason: format!("invalid email in roster ({}): {why}", row.origin),
+                }),
+            },
             None => invalid.push(InvalidRow {
                 given: String::new(),
                 normalised: String::new(),
@@ -156,7 +157,7 @@ fn project_roster(roster: &[RosterEntry]) -> RosterSide {
         }
     }
     let valid = sort_by_email(valid, Email::as_str);
-    // Collapse runs of equal emails in place, remembering the runs longer than one.
+    // Keep one of each run of equal emails, remembering the runs longer than one.
     let mut merged = Vec::new();
     let mut distinct: Vec<Email> = Vec::with_capacity(valid.len());
     let mut run = 0usize;
