@@ -63,6 +63,8 @@ pub struct PlanMeta {
 }
 
 impl Plan {
+    /// Write a reconciliation down: counts and fingerprints from `rec.observed`, times in
+    /// UTC truncated to whole seconds (as the file holds them), then the digest.
     pub fn new(rec: &Reconciliation, meta: PlanMeta) -> Plan {
         let mut plan = Plan {
             generator_version: meta.generator_version,
@@ -442,33 +444,33 @@ pub fn roster_digest(emails: &[Email]) -> String {
 pub fn auth_users_digest(users: &[ObservedUser]) -> String {
     let mut hasher = HashWriter(Sha256::new());
     write_list(&mut hasher, users, |out, u| {
-        out.push_str(r#"{"banned":"#);
-        out.push_str(if u.banned { "true" } else { "false" });
-        out.push_str(r#","email":"#);
+        out.extend_from_slice(br#"{"banned":"#);
+        out.extend_from_slice(if u.banned { b"true" } else { b"false" });
+        out.extend_from_slice(br#","email":"#);
         write_json_string(out, &u.email);
-        out.push_str(r#","id":"#);
+        out.extend_from_slice(br#","id":"#);
         write_json_string(out, &u.id);
-        out.push('}');
+        out.push(b'}');
     });
     hasher.finish()
 }
 
 /// Write `[item,item,…]` in chunks: a million users never sit in one buffer.
-fn write_list<T>(hasher: &mut HashWriter, items: &[T], mut item: impl FnMut(&mut String, &T)) {
-    let mut buf = String::with_capacity(64 * 1024);
-    buf.push('[');
+fn write_list<T>(hasher: &mut HashWriter, items: &[T], mut item: impl FnMut(&mut Vec<u8>, &T)) {
+    let mut buf = Vec::with_capacity(64 * 1024);
+    buf.push(b'[');
     for (i, t) in items.iter().enumerate() {
         if i > 0 {
-            buf.push(',');
+            buf.push(b',');
         }
         item(&mut buf, t);
         if buf.len() >= 60 * 1024 {
-            hasher.0.update(buf.as_bytes());
+            hasher.0.update(&buf);
             buf.clear();
         }
     }
-    buf.push(']');
-    hasher.0.update(buf.as_bytes());
+    buf.push(b']');
+    hasher.0.update(&buf);
 }
 
 /// The plan digest over a JSON value: `sha256:` + hex of its canonical form. Canonical:
@@ -478,55 +480,54 @@ fn write_list<T>(hasher: &mut HashWriter, items: &[T], mut item: impl FnMut(&mut
 /// than trusting `serde_json::Map`, whose order depends on the `preserve_order` feature.
 fn digest_of(value: &Value) -> String {
     let mut hasher = HashWriter(Sha256::new());
-    let mut buf = String::with_capacity(64 * 1024);
+    let mut buf = Vec::with_capacity(64 * 1024);
     write_canonical(&mut buf, &mut hasher, value);
-    hasher.0.update(buf.as_bytes());
+    hasher.0.update(&buf);
     hasher.finish()
 }
 
-fn write_canonical(buf: &mut String, hasher: &mut HashWriter, value: &Value) {
+fn write_canonical(buf: &mut Vec<u8>, hasher: &mut HashWriter, value: &Value) {
     if buf.len() >= 60 * 1024 {
-        hasher.0.update(buf.as_bytes());
+        hasher.0.update(&buf);
         buf.clear();
     }
     match value {
-        Value::Null => buf.push_str("null"),
-        Value::Bool(b) => buf.push_str(if *b { "true" } else { "false" }),
-        Value::Number(n) => buf.push_str(&n.to_string()),
+        Value::Null => buf.extend_from_slice(b"null"),
+        Value::Bool(b) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
+        Value::Number(n) => buf.extend_from_slice(n.to_string().as_bytes()),
         Value::String(s) => write_json_string(buf, s),
         Value::Array(items) => {
-            buf.push('[');
+            buf.push(b'[');
             for (i, item) in items.iter().enumerate() {
                 if i > 0 {
-                    buf.push(',');
+                    buf.push(b',');
                 }
                 write_canonical(buf, hasher, item);
             }
-            buf.push(']');
+            buf.push(b']');
         }
         Value::Object(members) => {
             let mut members: Vec<(&String, &Value)> = members.iter().collect();
             members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            buf.push('{');
+            buf.push(b'{');
             for (i, (key, item)) in members.into_iter().enumerate() {
                 if i > 0 {
-                    buf.push(',');
+                    buf.push(b',');
                 }
                 write_json_string(buf, key);
-                buf.push(':');
+                buf.push(b':');
                 write_canonical(buf, hasher, item);
             }
-            buf.push('}');
+            buf.push(b'}');
         }
     }
 }
 
 /// A JSON string literal exactly as serde_json writes it.
-fn write_json_string(out: &mut String, s: &str) {
-    match serde_json::to_string(s) {
-        Ok(quoted) => out.push_str(&quoted),
-        // Serialising a &str into a String cannot fail.
-        Err(e) => unreachable!("serialising a string failed: {e}"),
+fn write_json_string(out: &mut Vec<u8>, s: &str) {
+    if let Err(e) = serde_json::to_writer(&mut *out, s) {
+        // Writing a &str into a Vec cannot fail.
+        unreachable!("serialising a string failed: {e}");
     }
 }
 
@@ -885,9 +886,9 @@ mod tests {
 
     fn canonical(v: &Value) -> String {
         let mut hasher = HashWriter(Sha256::new());
-        let mut buf = String::new();
+        let mut buf = Vec::new();
         write_canonical(&mut buf, &mut hasher, v);
-        buf
+        String::from_utf8(buf).unwrap()
     }
 
     fn sha256_hex(bytes: &[u8]) -> String {
