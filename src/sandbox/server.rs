@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     pub max_in_flight: usize,
     /// Counts user listings; salts the order of `created_at` ties.
     pub listings: u64,
+    /// PostgREST's last filtered, ordered row indices: (roster version, query, indices).
+    pub rest_order: Option<(u64, String, Arc<Vec<usize>>)>,
 }
 
 impl Shared {
@@ -65,6 +67,7 @@ impl Shared {
                 in_flight: 0,
                 max_in_flight: 0,
                 listings: 0,
+                rest_order: None,
             }),
             config,
             keys,
