@@ -20,6 +20,8 @@ const DEMO_EXP: i64 = 1_983_812_996;
 /// Why a token was refused, worded like golang-jwt v5 (GoTrue repeats it in `bad_jwt`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum JwtError {
+    /// Not three dot-separated parts (how many there were).
+    Segments(usize),
     Malformed(String),
     Unverifiable(String),
     BadSignature(String),
@@ -32,6 +34,9 @@ impl JwtError {
     /// verify signature, ".
     pub fn go_message(&self) -> String {
         match self {
+            JwtError::Segments(_) => {
+                "token is malformed: token contains an invalid number of segments".to_string()
+            }
             JwtError::Malformed(why) => format!("token is malformed: {why}"),
             JwtError::Unverifiable(why) => format!("token is unverifiable: {why}"),
             JwtError::BadSignature(why) => format!("token signature is invalid: {why}"),
@@ -43,10 +48,7 @@ impl JwtError {
     /// PostgREST's wording for the same failure (`PGRST301` / `PGRST303`).
     pub fn postgrest(&self) -> (&'static str, String) {
         match self {
-            JwtError::Malformed(why) if why.contains("segments") => (
-                "PGRST301",
-                "Expected 3 parts in JWT; got a different number".to_string(),
-            ),
+            JwtError::Segments(n) => ("PGRST301", format!("Expected 3 parts in JWT; got {n}")),
             JwtError::Expired => ("PGRST303", "JWT expired".to_string()),
             JwtError::NotYetValid => ("PGRST303", "JWT not yet valid".to_string()),
             JwtError::BadSignature(_) => {
@@ -83,9 +85,7 @@ fn mac(secret: &str, data: &[u8]) -> Vec<u8> {
 pub fn verify(secret: &str, token: &str, now: i64) -> Result<Map<String, Value>, JwtError> {
     let parts: Vec<&str> = token.split('.').collect();
     if parts.len() != 3 {
-        return Err(JwtError::Malformed(
-            "token contains an invalid number of segments".to_string(),
-        ));
+        return Err(JwtError::Segments(parts.len()));
     }
     let header_bytes = URL_SAFE_NO_PAD
         .decode(parts[0])
@@ -105,8 +105,8 @@ pub fn verify(secret: &str, token: &str, now: i64) -> Result<Map<String, Value>,
     }
     match header.get("alg").and_then(Value::as_str) {
         Some("HS256") => {}
-        Some(other @ ("RS256" | "ES256" | "EdDSA")) => {
-            let _ = other;
+        // Valid methods for GoTrue, but their keys are found by `kid`, which is absent.
+        Some("RS256" | "ES256" | "EdDSA") => {
             return Err(JwtError::Unverifiable(
                 "error while executing keyfunc: missing kid".to_string(),
             ));
@@ -216,7 +216,7 @@ mod tests {
         ));
         assert!(matches!(
             verify(DEFAULT_JWT_SECRET, "abc", 0),
-            Err(JwtError::Malformed(_))
+            Err(JwtError::Segments(1))
         ));
         assert_eq!(
             verify(DEFAULT_JWT_SECRET, &keys.anon, DEMO_EXP + 1),

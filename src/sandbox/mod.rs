@@ -16,20 +16,27 @@
 //! # let _ = carol;
 //! ```
 //!
-//! * [`Sandbox::start`], [`Sandbox::start_with`] ([`SandboxConfig`], [`Seed`]),
-//!   [`Sandbox::from_fixture`] (YAML/JSON, format in README.md); dropping it stops it.
+//! * [`Sandbox::start`], [`Sandbox::start_with`] ([`SandboxConfig`], [`Seed`]; seeds from
+//!   code, [`Seed::generate`] for bulk data, or [`Seed::from_fixture`]),
+//!   [`Sandbox::try_start`] (an error instead of a panic), [`Sandbox::from_fixture`]
+//!   (YAML/JSON, format in README.md); [`Sandbox::url`], [`Sandbox::port`],
+//!   [`Sandbox::config`]. Dropping it stops the server.
 //! * Keys: [`Sandbox::service_role_key`] and [`Sandbox::anon_key`] are real HS256 JWTs
 //!   (with the default secret, the well-known local demo keys);
-//!   [`Sandbox::secret_key`] is an `sb_secret_…` key; [`Sandbox::sign_jwt`] mints others.
-//! * State: [`Sandbox::add_user`], [`Sandbox::users`], [`Sandbox::user`],
-//!   [`Sandbox::user_by_email`], [`Sandbox::set_banned_until`], [`Sandbox::delete_user`],
+//!   [`Sandbox::secret_key`] and [`Sandbox::publishable_key`] are new-style keys;
+//!   [`Sandbox::sign_jwt`] mints any other token (expired, a user's, another role).
+//! * State (out of band: not logged): [`Sandbox::add_user`] ([`NewUser`]),
+//!   [`Sandbox::users`] ([`UserRecord`]), [`Sandbox::user`], [`Sandbox::user_count`],
+//!   [`Sandbox::user_by_email`], [`Sandbox::set_banned_until`], [`Sandbox::set_email`],
+//!   [`Sandbox::delete_user`],
 //!   [`Sandbox::set_roster`], [`Sandbox::add_roster_row`], [`Sandbox::remove_roster_email`],
 //!   [`Sandbox::roster`].
 //! * Faults: [`Sandbox::faults`] returns [`Faults`] (latency, failures per route with a
 //!   count or a seeded rate, dropped connections, slow creates, lost bans, max-rows,
 //!   inserts during a scan).
-//! * Log: [`Sandbox::requests`] ([`LoggedRequest`]), [`Sandbox::clear_requests`],
-//!   [`Sandbox::max_in_flight`].
+//! * Log: [`Sandbox::requests`] ([`LoggedRequest`]: method, path, query, selected
+//!   headers, body, status, start/end `Instant`s, in-flight count; never credentials),
+//!   [`Sandbox::clear_requests`], [`Sandbox::max_in_flight`].
 //! * Over HTTP, without a key: `/_sandbox/requests`, `/_sandbox/faults`,
 //!   `/_sandbox/state` (see README.md). Control requests are not logged or counted.
 
@@ -342,7 +349,7 @@ impl Sandbox {
     /// trimmed and lower-cased.
     pub fn remove_roster_email(&self, email: &str) {
         let key = email.trim().to_lowercase();
-        self.shared.lock().state.roster.retain(|r| {
+        self.shared.lock().state.retain_rows(|r| {
             r.email
                 .as_deref()
                 .is_none_or(|e| e.trim().to_lowercase() != key)
@@ -350,7 +357,7 @@ impl Sandbox {
     }
 
     pub fn roster(&self) -> Vec<RosterRow> {
-        self.shared.lock().state.roster.clone()
+        self.shared.lock().state.roster().to_vec()
     }
 
     /// The fault knobs.

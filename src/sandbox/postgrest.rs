@@ -14,6 +14,7 @@ use time::OffsetDateTime;
 
 use super::jwt;
 use super::server::{Shared, header, json};
+use super::state::Cell;
 use super::wire;
 
 /// Roles that hold privileges on the roster table (`service_role` bypasses RLS and is
@@ -141,7 +142,7 @@ pub(crate) fn handle(
     let columns = {
         let inner = shared.lock();
         let mut cols: Vec<String> = vec!["id".into(), "email".into(), "name".into(), "kind".into()];
-        for row in &inner.state.roster {
+        for row in inner.state.roster() {
             for k in row.extra.keys() {
                 if !cols.contains(k) {
                     cols.push(k.clone());
@@ -329,38 +330,46 @@ pub(crate) fn handle(
         );
     }
 
-    // 6. The query.
-    let (rows, max_rows) = {
-        let inner = shared.lock();
-        let rows: Vec<Map<String, Value>> =
-            inner.state.roster.iter().map(|r| r.to_json()).collect();
-        (rows, shared.max_rows(&inner))
+    // 6. The query, on row indices under the lock: only the returned page is rendered.
+    //    The filtered, ordered index list is cached per (roster version, query), so a
+    //    client paging through 100k rows does not re-sort them for every page.
+    let mut inner = shared.lock();
+    let max_rows = shared.max_rows(&inner);
+    let version = inner.state.roster_version();
+    let key = format!("{filters:?}{order:?}");
+    let cached = match &inner.rest_order {
+        Some((v, k, idx)) if *v == version && *k == key => Some(idx.clone()),
+        _ => None,
     };
-    let mut rows: Vec<Map<String, Value>> = rows
-        .into_iter()
-        .filter(|row| {
-            filters.iter().all(|(col, negate, op, operand)| {
-                matches_filter(row.get(col).unwrap_or(&Value::Null), op, operand) != *negate
-            })
-        })
-        .collect();
-    if !order.is_empty() {
-        rows.sort_by(|a, b| {
-            for (col, asc, nulls_first) in &order {
-                let o = compare(
-                    a.get(col).unwrap_or(&Value::Null),
-                    b.get(col).unwrap_or(&Value::Null),
-                    *asc,
-                    *nulls_first,
-                );
-                if o != Ordering::Equal {
-                    return o;
-                }
+    let order_idx = match cached {
+        Some(idx) => idx,
+        None => {
+            let rows = inner.state.roster();
+            let mut idx: Vec<usize> = (0..rows.len())
+                .filter(|&i| {
+                    filters.iter().all(|(col, negate, op, operand)| {
+                        matches_filter(&rows[i].cell(col).to_value(), op, operand) != *negate
+                    })
+                })
+                .collect();
+            if !order.is_empty() {
+                // Stable, like a sort that keeps heap order among equal keys.
+                idx.sort_by(|&a, &b| {
+                    for (col, asc, nulls_first) in &order {
+                        let o = compare(rows[a].cell(col), rows[b].cell(col), *asc, *nulls_first);
+                        if o != Ordering::Equal {
+                            return o;
+                        }
+                    }
+                    Ordering::Equal
+                });
             }
-            Ordering::Equal
-        });
-    }
-    let total = rows.len() as u64;
+            let idx = Arc::new(idx);
+            inner.rest_order = Some((version, key, idx.clone()));
+            idx
+        }
+    };
+    let total = order_idx.len() as u64;
 
     // The top-level range: limit/offset, intersected with the Range header, then
     // restricted to max-rows (silently).
@@ -376,13 +385,28 @@ pub(crate) fn handle(
         let cap = i128::from(lower) + max as i128 - 1;
         upper = Some(upper.map_or(cap, |u| u.min(cap)));
     }
-    let start = usize::try_from(lower).unwrap_or(usize::MAX).min(rows.len());
-    let end_incl = upper.unwrap_or(i128::MAX).min(rows.len() as i128 - 1);
-    let page: Vec<Map<String, Value>> = if end_incl >= start as i128 {
-        rows[start..=(end_incl as usize)].to_vec()
+    let n = order_idx.len();
+    let start = usize::try_from(lower).unwrap_or(usize::MAX).min(n);
+    let end_incl = upper.unwrap_or(i128::MAX).min(n as i128 - 1);
+    let rows = inner.state.roster();
+    let page: Vec<Value> = if end_incl >= start as i128 {
+        order_idx[start..=(end_incl as usize)]
+            .iter()
+            .map(|&i| match &select {
+                None => Value::Object(rows[i].to_json()),
+                Some(items) => {
+                    let mut m = Map::new();
+                    for (alias, col) in items {
+                        m.insert(alias.clone(), rows[i].cell(col).to_value());
+                    }
+                    Value::Object(m)
+                }
+            })
+            .collect()
     } else {
         Vec::new()
     };
+    drop(inner);
     let returned = page.len() as u64;
 
     let count = prefer_count.then_some(total);
@@ -410,19 +434,6 @@ pub(crate) fn handle(
     let total_text = count.map_or("*".to_string(), |t| t.to_string());
     let content_range = format!("{range_text}/{total_text}");
 
-    let body: Vec<Value> = page
-        .into_iter()
-        .map(|row| match &select {
-            None => Value::Object(row),
-            Some(items) => {
-                let mut m = Map::new();
-                for (alias, col) in items {
-                    m.insert(alias.clone(), row.get(col).cloned().unwrap_or(Value::Null));
-                }
-                Value::Object(m)
-            }
-        })
-        .collect();
     let mut response = if method == Method::HEAD {
         let mut r = status.into_response();
         r.headers_mut().insert(
@@ -431,7 +442,7 @@ pub(crate) fn handle(
         );
         r
     } else {
-        json(status, Value::Array(body))
+        json(status, Value::Array(page))
     };
     if let Ok(v) = HeaderValue::from_str(&content_range) {
         response.headers_mut().insert("content-range", v);
@@ -491,34 +502,27 @@ fn matches_filter(v: &Value, op: &str, operand: &str) -> bool {
 
 /// Postgres ordering: NULLS LAST for ascending and NULLS FIRST for descending unless
 /// told otherwise; text compares bytewise (the C collation).
-fn compare(a: &Value, b: &Value, asc: bool, nulls_first: Option<bool>) -> Ordering {
+fn compare(a: Cell<'_>, b: Cell<'_>, asc: bool, nulls_first: Option<bool>) -> Ordering {
     let nulls_first = nulls_first.unwrap_or(!asc);
-    match (a.is_null(), b.is_null()) {
-        (true, true) => return Ordering::Equal,
-        (true, false) => {
-            return if nulls_first {
-                Ordering::Less
-            } else {
-                Ordering::Greater
-            };
-        }
-        (false, true) => {
-            return if nulls_first {
-                Ordering::Greater
-            } else {
-                Ordering::Less
-            };
-        }
-        _ => {}
-    }
     let o = match (a, b) {
-        (Value::Number(x), Value::Number(y)) => x
-            .as_f64()
-            .partial_cmp(&y.as_f64())
-            .unwrap_or(Ordering::Equal),
-        (Value::String(x), Value::String(y)) => x.as_bytes().cmp(y.as_bytes()),
-        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-        _ => a.to_string().cmp(&b.to_string()),
+        (Cell::Null, Cell::Null) => return Ordering::Equal,
+        (Cell::Null, _) => {
+            return if nulls_first {
+                Ordering::Less
+            } else {
+                Ordering::Greater
+            };
+        }
+        (_, Cell::Null) => {
+            return if nulls_first {
+                Ordering::Greater
+            } else {
+                Ordering::Less
+            };
+        }
+        (Cell::Int(x), Cell::Int(y)) => x.cmp(&y),
+        (Cell::Text(x), Cell::Text(y)) => x.as_bytes().cmp(y.as_bytes()),
+        (x, y) => x.to_value().to_string().cmp(&y.to_value().to_string()),
     };
     if asc { o } else { o.reverse() }
 }

@@ -26,6 +26,10 @@ use super::{control, gateway, gotrue, postgrest};
 /// exactly 1 MiB is read, one byte more is too large.
 pub const BODY_LIMIT: usize = 1 << 20;
 
+/// The request log keeps at most this many entries (the oldest half goes when full), so
+/// a standalone sandbox under a long benchmark does not grow without bound.
+pub const LOG_CAP: usize = 100_000;
+
 /// Everything a handler may touch. Mutable data lives in [`Inner`], behind one lock.
 pub(crate) struct Shared {
     inner: Mutex<Inner>,
@@ -43,6 +47,8 @@ pub(crate) struct Inner {
     pub max_in_flight: usize,
     /// Counts user listings; salts the order of `created_at` ties.
     pub listings: u64,
+    /// PostgREST's last filtered, ordered row indices: (roster version, query, indices).
+    pub rest_order: Option<(u64, String, Arc<Vec<usize>>)>,
 }
 
 impl Shared {
@@ -61,6 +67,7 @@ impl Shared {
                 in_flight: 0,
                 max_in_flight: 0,
                 listings: 0,
+                rest_order: None,
             }),
             config,
             keys,
@@ -224,6 +231,9 @@ impl InFlight {
         let in_flight = inner.in_flight;
         let latency = inner.faults.latency;
         let failure = inner.faults.failure_for(&method, &path);
+        if inner.log.len() >= LOG_CAP {
+            inner.log.drain(..LOG_CAP / 2);
+        }
         inner.log.push(LoggedRequest {
             seq,
             method,

@@ -143,6 +143,24 @@ impl RosterRow {
         }
     }
 
+    /// One column's value, borrowed (no allocation: sorting 100k rows stays cheap).
+    pub fn cell(&self, column: &str) -> Cell<'_> {
+        fn text(v: &Option<String>) -> Cell<'_> {
+            v.as_deref().map_or(Cell::Null, Cell::Text)
+        }
+        match column {
+            "id" => Cell::Int(self.id),
+            "email" => text(&self.email),
+            "name" => text(&self.name),
+            "kind" => text(&self.kind),
+            other => match self.extra.get(other) {
+                None | Some(Value::Null) => Cell::Null,
+                Some(Value::String(s)) => Cell::Text(s),
+                Some(v) => Cell::Json(v),
+            },
+        }
+    }
+
     /// The row as PostgREST renders it with `select=*`.
     pub fn to_json(&self) -> Map<String, Value> {
         let mut m = Map::new();
@@ -155,6 +173,26 @@ impl RosterRow {
             m.insert(k.clone(), v.clone());
         }
         m
+    }
+}
+
+/// A column value of a roster row.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Cell<'a> {
+    Null,
+    Int(i64),
+    Text(&'a str),
+    Json(&'a Value),
+}
+
+impl Cell<'_> {
+    pub fn to_value(self) -> Value {
+        match self {
+            Cell::Null => Value::Null,
+            Cell::Int(i) => Value::from(i),
+            Cell::Text(s) => Value::String(s.to_string()),
+            Cell::Json(v) => v.clone(),
+        }
     }
 }
 
@@ -173,8 +211,10 @@ pub struct State {
     default_aud: String,
     /// The last default `created_at` handed out, kept strictly increasing (see `now_for_insert`).
     last_created: Option<OffsetDateTime>,
-    pub roster: Vec<RosterRow>,
+    roster: Vec<RosterRow>,
     next_row_id: i64,
+    /// Bumped on every roster change; keys PostgREST's cached row order.
+    roster_version: u64,
 }
 
 /// Postgres keeps microseconds; so does every comparison and every read here.
@@ -413,6 +453,20 @@ impl State {
         (n, users)
     }
 
+    pub fn roster(&self) -> &[RosterRow] {
+        &self.roster
+    }
+
+    pub fn roster_version(&self) -> u64 {
+        self.roster_version
+    }
+
+    /// Remove the rows `keep` refuses.
+    pub fn retain_rows(&mut self, keep: impl FnMut(&RosterRow) -> bool) {
+        self.roster.retain(keep);
+        self.roster_version += 1;
+    }
+
     /// Append a roster row, giving it the next serial id.
     pub fn push_row(&mut self, mut row: RosterRow) -> i64 {
         if row.id <= 0 {
@@ -421,11 +475,13 @@ impl State {
         self.next_row_id = self.next_row_id.max(row.id + 1);
         let id = row.id;
         self.roster.push(row);
+        self.roster_version += 1;
         id
     }
 
     pub fn set_roster(&mut self, rows: Vec<RosterRow>) {
         self.roster.clear();
+        self.roster_version += 1;
         self.next_row_id = 1;
         for row in rows {
             self.push_row(row);
