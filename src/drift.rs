@@ -7,7 +7,9 @@ use std::fmt;
 
 use time::OffsetDateTime;
 
-use crate::model::{ActionKind, AuthUser, Change, Email, ObservedUser, RosterEntry};
+use crate::model::{
+    ActionKind, AuthUser, Change, Email, ObservedUser, RosterEntry, normalise_email,
+};
 use crate::planfile::{Plan, format_time};
 use crate::reconcile::observe;
 use crate::render::sanitize;
@@ -62,6 +64,13 @@ pub enum Drift {
         old_email: String,
         new_email: String,
     },
+    /// The roster now has a row naming a user the plan bans, with a value that is not a
+    /// valid email (so outside the fingerprints). Planning would have made it a conflict
+    /// and spared the user, so the ban must not go ahead on the old plan.
+    RosterNamesBannedUser {
+        email: String,
+        given: String,
+    },
 }
 
 impl Drift {
@@ -74,14 +83,17 @@ impl Drift {
             | Drift::Recreated { email, .. }
             | Drift::Banned { email, .. }
             | Drift::Unbanned { email, .. }
-            | Drift::ShortBan { email, .. } => email,
+            | Drift::ShortBan { email, .. }
+            | Drift::RosterNamesBannedUser { email, .. } => email,
             Drift::EmailChanged { old_email, .. } => old_email,
         }
     }
 
     fn sort_key(&self) -> (bool, &str, &str) {
         let id = match self {
-            Drift::RosterAdded { .. } | Drift::RosterRemoved { .. } => "",
+            Drift::RosterAdded { .. }
+            | Drift::RosterRemoved { .. }
+            | Drift::RosterNamesBannedUser { .. } => "",
             Drift::UserCreated { id, .. }
             | Drift::UserDeleted { id, .. }
             | Drift::Banned { id, .. }
@@ -92,7 +104,9 @@ impl Drift {
         };
         let is_user = !matches!(
             self,
-            Drift::RosterAdded { .. } | Drift::RosterRemoved { .. }
+            Drift::RosterAdded { .. }
+                | Drift::RosterRemoved { .. }
+                | Drift::RosterNamesBannedUser { .. }
         );
         (is_user, self.email(), id)
     }
@@ -175,6 +189,12 @@ impl fmt::Display for Drift {
                 short(id),
                 sanitize(new_email)
             ),
+            Drift::RosterNamesBannedUser { email, given } => write!(
+                f,
+                "roster: a row `{}` naming {}, whom the plan bans, appeared since the plan",
+                sanitize(given),
+                sanitize(email)
+            ),
         }
     }
 }
@@ -212,6 +232,7 @@ pub fn check(
 ) -> DriftReport {
     let fresh = observe(fresh_roster, fresh_users, now);
     let mut drift = roster_drift(&plan.observed.roster, &fresh.roster);
+    drift.extend(invalid_rows_naming_bans(plan, fresh_roster));
 
     // The raw users behind planned bans and restores: only they need more than `observed`
     // (how long a ban runs).
@@ -385,6 +406,35 @@ pub fn check(
     }
 }
 
+/// Roster rows outside the fingerprints (invalid emails) that normalise to the email of a
+/// user the plan bans. At plan time such a row makes a conflict that spares the user.
+fn invalid_rows_naming_bans(plan: &Plan, fresh_roster: &[RosterEntry]) -> Vec<Drift> {
+    let bans: HashSet<&str> = plan
+        .changes
+        .iter()
+        .filter(|c| c.action == ActionKind::Ban)
+        .map(|c| c.email.as_str())
+        .collect();
+    if bans.is_empty() {
+        return Vec::new();
+    }
+    let mut found: Vec<Drift> = fresh_roster
+        .iter()
+        .filter_map(|row| row.email.as_deref())
+        .filter(|given| Email::parse(given).is_err())
+        .filter_map(|given| {
+            let normalised = normalise_email(given);
+            bans.contains(normalised.as_str())
+                .then(|| Drift::RosterNamesBannedUser {
+                    email: normalised,
+                    given: given.to_string(),
+                })
+        })
+        .collect();
+    found.dedup();
+    found
+}
+
 fn ids_of(plan: &Plan, action: ActionKind) -> HashSet<&str> {
     plan.changes
         .iter()
@@ -530,6 +580,34 @@ mod tests {
 
     fn lines(report: &DriftReport) -> Vec<String> {
         report.drift.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn an_invalid_roster_row_naming_a_planned_ban_is_drift() {
+        let (mut r, mut u) = state();
+        u.push(user(
+            "00000000-0000-0000-0000-0000000000aa",
+            "root@localhost",
+        ));
+        let plan = plan_of(&r, &u);
+        assert!(plan.changes.iter().any(|c| c.email == "root@localhost"));
+        // Had this row been there at plan time, it would have been a conflict sparing
+        // the user; the old plan must not ban them now.
+        r.extend(roster(&[" Root@LocalHost"]));
+        let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            lines(&report),
+            vec![
+                "roster: a row ` Root@LocalHost` naming root@localhost, whom the plan bans, appeared since the plan"
+            ]
+        );
+        let replanned = reconcile(&r, &u, now(), &Policy::default());
+        assert!(
+            replanned
+                .changes
+                .iter()
+                .all(|c| c.email != "root@localhost")
+        );
     }
 
     #[test]
