@@ -106,7 +106,10 @@ where
         .enable_all()
         .build()
         .map_err(|e| Error::Internal(format!("cannot start the async runtime: {e}")))?;
-    rt.block_on(f())
+    let result = rt.block_on(f());
+    // Do not wait for a prompt still blocked on stdin after Ctrl-C.
+    rt.shutdown_timeout(Duration::from_millis(200));
+    result
 }
 
 /// The one writer: data to stdout, everything else to stderr. Write errors (a closed
@@ -400,7 +403,14 @@ async fn apply_cmd(
                 check.pending.len(),
                 render::sanitize(&plan.target)
             );
-            if !term::confirm(&question)? {
+            // The prompt blocks on stdin: run it aside so Ctrl-C still ends the command.
+            let answer = tokio::task::spawn_blocking(move || term::confirm(&question));
+            let confirmed = tokio::select! {
+                answer = answer => answer
+                    .map_err(|e| Error::Internal(format!("the confirmation prompt failed: {e}")))??,
+                _ = interrupt.notified() => return Err(Error::Interrupted),
+            };
+            if !confirmed {
                 return Err(Error::NotConfirmed);
             }
         }

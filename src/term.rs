@@ -27,7 +27,13 @@ pub fn confirm(question: &str) -> Result<bool, Error> {
         .with_prompt(question)
         .allow_empty(true)
         .interact_text()
-        .map_err(|e| Error::Internal(format!("cannot read the confirmation: {e}")))?;
+        .map_err(|e| match e {
+            // Ctrl-C while reading: the signal handler has it; say interrupted, not a bug.
+            dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => {
+                Error::Interrupted
+            }
+            other => Error::Internal(format!("cannot read the confirmation: {other}")),
+        })?;
     Ok(answer.trim() == "yes")
 }
 

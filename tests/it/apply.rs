@@ -631,3 +631,22 @@ fn apply_on_a_terminal_refuses_any_answer_but_yes() {
     assert!(screen.contains("not confirmed"), "{screen}");
     assert_eq!(writes(&world), 0);
 }
+
+#[test]
+fn ctrl_c_at_the_prompt_exits_130_and_writes_nothing() {
+    use rexpect::process::WaitStatus;
+    let world = World::team();
+    world.plan(&[]).code(0);
+    world.sandbox.clear_requests();
+    let cmd = world.std_command(&["apply", "plan.json", "--color", "never"]);
+    let mut session = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    session.exp_string("Type `yes` to confirm").unwrap();
+    session.send_control('c').unwrap();
+    let screen = session.exp_eof().unwrap();
+    match session.process().wait().unwrap() {
+        WaitStatus::Exited(_, code) => assert_eq!(code, 130, "{screen}"),
+        other => panic!("apply did not exit normally: {other:?}"),
+    }
+    assert!(screen.contains("interrupted"), "{screen}");
+    assert_eq!(writes(&world), 0);
+}

@@ -409,3 +409,50 @@ fn plan_names_a_roster_table_that_does_not_exist() {
         .code(1)
         .stderr_has("activity.nope");
 }
+
+#[test]
+fn colour_only_when_asked_or_on_a_terminal() {
+    let world = World::team();
+    let run = world.run(&["plan", "--out", "plan.json", "--color", "always"]);
+    run.code(0);
+    assert!(
+        run.stdout.contains("\u{1b}["),
+        "--color always colours: {run:?}"
+    );
+    let mut world = World::team();
+    world.env.push(("NO_COLOR".into(), "1".into()));
+    let run = world.run(&["plan", "--out", "plan.json", "--color", "always"]);
+    assert!(
+        run.stdout.contains("\u{1b}["),
+        "--color always wins over NO_COLOR"
+    );
+    // Not a terminal (a pipe), `auto`: plain.
+    let run = world.run(&["plan", "--out", "plan.json"]);
+    assert!(!run.stdout.contains('\u{1b}'), "{run:?}");
+    let run = world.run(&["plan", "--out", "plan.json", "--color", "never"]);
+    assert!(!run.stdout.contains('\u{1b}'));
+}
+
+#[test]
+fn hostile_emails_are_escaped_before_they_reach_the_terminal() {
+    let world = World::empty();
+    // A right-to-left override and an escape sequence in untrusted data.
+    let hostile = "eve\u{202e}moc.elpmaxe@evil.example";
+    let ansi = "mallory\u{1b}[2J@example.com";
+    world.sandbox.set_roster(vec![row("ok@example.com")]);
+    world.sandbox.add_user(NewUser::email(hostile));
+    world.sandbox.add_user(NewUser::email(ansi));
+    let run = world.plan(&["--format", "text"]);
+    run.code(0);
+    for text in [&run.stdout, &run.stderr] {
+        assert!(
+            !text.contains('\u{202e}'),
+            "bidi override reached the terminal: {text}"
+        );
+        assert!(
+            !text.contains('\u{1b}'),
+            "escape sequence reached the terminal: {text}"
+        );
+    }
+    assert!(run.stdout.contains("\\u{202e}"), "{run:?}");
+}
