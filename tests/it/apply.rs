@@ -650,3 +650,41 @@ fn ctrl_c_at_the_prompt_exits_130_and_writes_nothing() {
     assert!(screen.contains("interrupted"), "{screen}");
     assert_eq!(writes(&world), 0);
 }
+
+#[test]
+fn a_failed_check_read_after_the_writes_exits_5_and_a_rerun_completes() {
+    let world = World::team();
+    world.plan(&[]).code(0);
+    world
+        .sandbox
+        .faults()
+        .set_latency(Duration::from_millis(100));
+    world.sandbox.clear_requests();
+    let child = world
+        .std_command(&["apply", "plan.json", "--yes", "--timeout", "5"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Once writes are under way, every later listing fails: the check-read cannot run.
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while writes(&world) == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    world.sandbox.faults().fail_always(
+        "GET /auth/v1/admin/users",
+        Failure::status(500).code("unexpected_failure"),
+    );
+    let run = world.finish(child.wait_with_output().unwrap());
+    run.code(5)
+        .stderr_has("could not check that the changes took effect");
+    world.sandbox.faults().clear();
+    world
+        .run(&["apply", "plan.json", "--yes"])
+        .code(0)
+        .stdout_has("already applied: 5");
+}
