@@ -231,9 +231,10 @@ async fn a_listing_that_never_adds_up_fails_as_incomplete() {
 async fn roster_rows_added_while_reading_are_read_again() {
     let sb = started(0, 300);
     sb.faults().set_max_rows(Some(100));
-    // Every request waits 300 ms before it is handled, so once the first page has been
-    // answered the second is sitting in that wait: a row added now lands mid-read.
-    sb.faults().set_latency(Duration::from_millis(300));
+    // Every request waits 600 ms before it is handled, so once the first page has been
+    // answered the second is sitting in that wait: a row added now lands mid-read. (The
+    // wait is the margin this test's thread has to add the row on a loaded machine.)
+    sb.faults().set_latency(Duration::from_millis(600));
     let c = client(&sb);
     let read = tokio::spawn({
         let c = c.clone();
