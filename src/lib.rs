@@ -11,6 +11,7 @@ pub mod model;
 pub mod planfile;
 pub mod reconcile;
 pub mod render;
+pub mod report;
 pub mod roster;
 pub mod supabase;
 pub mod term;
@@ -478,7 +479,7 @@ fn record(
     report.results.sort_by(|a, b| a.change.cmp(&b.change));
     for r in &report.results {
         if format == ApplyFormat::Json {
-            out.stdout(&format!("{}\n", result_json(r)));
+            out.stdout(&format!("{}\n", render::change_json(r)));
         }
         if let Some(log) = log.as_mut() {
             log.write(plan, r);
@@ -486,59 +487,12 @@ fn record(
     }
 }
 
-fn result_json(r: &ChangeResult) -> serde_json::Value {
-    serde_json::json!({
-        "action": r.change.action.as_str(),
-        "email": r.change.email,
-        "user_id": r.user_id,
-        "outcome": r.outcome.as_str(),
-        "error_code": r.outcome.error_code(),
-    })
-}
-
 fn print_report(out: &Output, format: ApplyFormat, report: &ApplyReport, complete: bool) {
-    let c = report.counters();
     match format {
-        ApplyFormat::Json => {
-            let summary = serde_json::json!({"summary": {
-                "created": c.created,
-                "restored": c.restored,
-                "decommissioned": c.decommissioned,
-                "unchanged": c.unchanged,
-                "already_applied": c.already_applied,
-                "failed": c.failed,
-            }});
-            out.stdout(&format!("{summary}\n"));
-        }
+        ApplyFormat::Json => out.stdout(&format!("{}\n", render::apply_summary_json(report))),
         ApplyFormat::Text => {
-            for r in &report.results {
-                if let apply::Outcome::Failed { code, message } = &r.outcome {
-                    out.stderr(&format!(
-                        "failed: {} {}: `{}` {}\n",
-                        r.change.action,
-                        render::sanitize(&r.change.email),
-                        render::sanitize(code),
-                        render::sanitize(message)
-                    ));
-                }
-            }
-            let mut text = format!(
-                "created: {}\nrestored: {}\ndecommissioned: {}\nunchanged: {}\n",
-                c.created, c.restored, c.decommissioned, c.unchanged
-            );
-            if c.already_applied > 0 {
-                text.push_str(&format!("already applied: {}\n", c.already_applied));
-            }
-            if c.failed > 0 {
-                text.push_str(&format!("failed: {}\n", c.failed));
-            }
-            if report.not_started > 0 {
-                text.push_str(&format!("not started: {}\n", report.not_started));
-            }
-            if complete {
-                text.push_str("Reconciliation complete\n");
-            }
-            out.stdout(&text);
+            out.stderr(&render::apply_failures(report));
+            out.stdout(&render::apply_counters(report, complete));
         }
     }
 }
@@ -571,19 +525,7 @@ impl ApplyLog {
     }
 
     fn write(&mut self, plan: &Plan, r: &ChangeResult) {
-        let mut line = serde_json::json!({
-            "time": OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default(),
-            "plan_digest": plan.digest,
-            "target": plan.target,
-            "action": r.change.action.as_str(),
-            "email": r.change.email,
-            "user_id": r.user_id,
-            "outcome": r.outcome.as_str(),
-            "error_code": r.outcome.error_code(),
-        });
-        if let apply::Outcome::Failed { message, .. } = &r.outcome {
-            line["error_message"] = serde_json::Value::String(message.clone());
-        }
+        let line = render::log_line(plan, r, OffsetDateTime::now_utc());
         if !self.broken && writeln!(self.file, "{line}").is_err() {
             // Keep applying: the writes matter more than the log, but say so once.
             self.broken = true;

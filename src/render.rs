@@ -11,6 +11,7 @@ use crate::drift::Drift;
 use crate::model::{ActionKind, Change, Conflict, ObservedUser, Summary};
 use crate::planfile::{Plan, format_time};
 use crate::reconcile::Warning;
+use crate::report::{ApplyReport, ChangeResult, Outcome};
 
 /// How to render: colour or not (the shell decides, from `--color`, `NO_COLOR`, TTYs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -521,6 +522,87 @@ fn md_item(s: &str) -> String {
     out
 }
 
+/// `apply`'s counters, in the contract's words and order; `already applied`, `failed`
+/// and `not started` only when non-zero; `Reconciliation complete` on full success.
+pub fn apply_counters(report: &ApplyReport, complete: bool) -> String {
+    let c = report.counters();
+    let mut text = format!(
+        "created: {}\nrestored: {}\ndecommissioned: {}\nunchanged: {}\n",
+        c.created, c.restored, c.decommissioned, c.unchanged
+    );
+    for (label, n) in [
+        ("already applied", c.already_applied),
+        ("failed", c.failed),
+        ("not started", report.not_started),
+    ] {
+        if n > 0 {
+            let _ = writeln!(text, "{label}: {n}");
+        }
+    }
+    if complete {
+        text.push_str("Reconciliation complete\n");
+    }
+    text
+}
+
+/// One line per failed change: action, email, the server's code and message.
+pub fn apply_failures(report: &ApplyReport) -> String {
+    let mut text = String::new();
+    for r in &report.results {
+        if let Outcome::Failed { code, message } = &r.outcome {
+            let _ = writeln!(
+                text,
+                "failed: {} {}: `{}` {}",
+                r.change.action,
+                sanitize(&r.change.email),
+                sanitize(code),
+                sanitize(message)
+            );
+        }
+    }
+    text
+}
+
+/// `apply --format json`: the object for one change.
+pub fn change_json(r: &ChangeResult) -> serde_json::Value {
+    serde_json::json!({
+        "action": r.change.action.as_str(),
+        "email": r.change.email,
+        "user_id": r.user_id,
+        "outcome": r.outcome.as_str(),
+        "error_code": r.outcome.error_code(),
+    })
+}
+
+/// `apply --format json`: the closing summary object.
+pub fn apply_summary_json(report: &ApplyReport) -> serde_json::Value {
+    let c = report.counters();
+    serde_json::json!({"summary": {
+        "created": c.created,
+        "restored": c.restored,
+        "decommissioned": c.decommissioned,
+        "unchanged": c.unchanged,
+        "already_applied": c.already_applied,
+        "failed": c.failed,
+    }})
+}
+
+/// `apply --log`: the record of one change for a change ticket (`time` is a parameter:
+/// this module never reads the clock). Failed changes add `error_message`.
+pub fn log_line(plan: &Plan, r: &ChangeResult, time: time::OffsetDateTime) -> serde_json::Value {
+    let mut line = change_json(r);
+    line["time"] = serde_json::Value::String(
+        time.format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default(),
+    );
+    line["plan_digest"] = serde_json::Value::String(plan.digest.clone());
+    line["target"] = serde_json::Value::String(plan.target.clone());
+    if let Outcome::Failed { message, .. } = &r.outcome {
+        line["error_message"] = serde_json::Value::String(message.clone());
+    }
+    line
+}
+
 /// `show`'s epilogue: the plan's digest, target, roster source, age and expiry, as of
 /// `now` (a parameter: this module never reads the clock).
 pub fn plan_details(plan: &Plan, now: time::OffsetDateTime) -> String {
@@ -561,6 +643,58 @@ fn span(d: time::Duration) -> String {
 mod tests {
     use super::*;
     use crate::model::{AuthUser, RosterEntry, RosterSource};
+
+    fn result(action: ActionKind, email: &str, outcome: Outcome) -> ChangeResult {
+        ChangeResult {
+            change: Change {
+                action,
+                email: email.into(),
+                user_id: Some("u1".into()),
+            },
+            user_id: Some("u1".into()),
+            outcome,
+        }
+    }
+
+    #[test]
+    fn apply_counters_are_the_contracts_lines() {
+        let mut report = ApplyReport {
+            results: vec![
+                result(ActionKind::Create, "a@example.com", Outcome::Applied),
+                result(ActionKind::Ban, "b@example.com", Outcome::Applied),
+            ],
+            unchanged: 22,
+            ..ApplyReport::default()
+        };
+        assert_eq!(
+            apply_counters(&report, true),
+            "created: 1\nrestored: 0\ndecommissioned: 1\nunchanged: 22\nReconciliation complete\n"
+        );
+        report.results.push(result(
+            ActionKind::Restore,
+            "c@example.com",
+            Outcome::AlreadyApplied,
+        ));
+        report.results.push(result(
+            ActionKind::Create,
+            "d\u{1b}[2J@example.com",
+            Outcome::Failed {
+                code: "validation_failed".into(),
+                message: "bad".into(),
+            },
+        ));
+        report.not_started = 3;
+        assert_eq!(
+            apply_counters(&report, false),
+            "created: 1\nrestored: 0\ndecommissioned: 1\nunchanged: 22\nalready applied: 1\nfailed: 1\nnot started: 3\n"
+        );
+        let failures = apply_failures(&report);
+        assert!(
+            failures.starts_with("failed: create d\\u{1b}[2J@example.com: `validation_failed` bad"),
+            "{failures}"
+        );
+        assert_eq!(apply_summary_json(&report)["summary"]["failed"], 1);
+    }
 
     #[test]
     fn spans_read_like_people_talk() {
