@@ -491,6 +491,7 @@ mod tests {
     use super::*;
     use crate::model::RosterSource;
     use crate::planfile::PlanMeta;
+    use crate::reconcile::tests::{active as user, rows as roster};
     use crate::reconcile::{Policy, reconcile};
     use time::macros::datetime;
 
@@ -507,27 +508,6 @@ mod tests {
     /// Apply runs a while after the plan: drift is judged at that later moment.
     fn later() -> OffsetDateTime {
         now() + time::Duration::hours(2)
-    }
-
-    fn roster(emails: &[&str]) -> Vec<RosterEntry> {
-        emails
-            .iter()
-            .enumerate()
-            .map(|(i, e)| RosterEntry {
-                email: Some(e.to_string()),
-                origin: format!("row {}", i + 2),
-            })
-            .collect()
-    }
-
-    fn user(id: &str, email: &str) -> AuthUser {
-        AuthUser {
-            id: id.into(),
-            email: Some(email.into()),
-            banned_until: None,
-            deleted_at: None,
-            is_anonymous: false,
-        }
     }
 
     fn banned_for(id: &str, email: &str, days: i64) -> AuthUser {

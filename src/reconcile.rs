@@ -477,7 +477,7 @@ pub(crate) mod tests {
         datetime!(2026-11-29 07:00 UTC)
     }
 
-    fn rows(emails: &[&str]) -> Vec<RosterEntry> {
+    pub(crate) fn rows(emails: &[&str]) -> Vec<RosterEntry> {
         emails
             .iter()
             .enumerate()
@@ -488,7 +488,7 @@ pub(crate) mod tests {
             .collect()
     }
 
-    fn active(id: &str, email: &str) -> AuthUser {
+    pub(crate) fn active(id: &str, email: &str) -> AuthUser {
         AuthUser {
             id: id.into(),
             email: Some(email.into()),

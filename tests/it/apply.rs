@@ -25,6 +25,33 @@ fn state(world: &World) -> BTreeMap<String, (String, bool)> {
         .collect()
 }
 
+/// Start `provision` with every request slowed by `latency`, and return once the sandbox
+/// has seen `min_writes` writes (an observable event, not a guessed duration).
+fn apply_in_background(
+    world: &World,
+    args: &[&str],
+    latency: Duration,
+    min_writes: usize,
+) -> std::process::Child {
+    world.sandbox.faults().set_latency(latency);
+    world.sandbox.clear_requests();
+    let child = world
+        .std_command(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while writes(world) < min_writes {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "apply never started writing"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child
+}
+
 fn writes(world: &World) -> usize {
     world
         .sandbox
@@ -549,26 +576,13 @@ fn ctrl_c_mid_apply_exits_130_and_a_rerun_completes() {
         .collect();
     world.sandbox.set_roster(rows);
     world.plan(&[]).code(0);
-    world
-        .sandbox
-        .faults()
-        .set_latency(Duration::from_millis(150));
-    world.sandbox.clear_requests();
-    let child = world
-        .std_command(&["apply", "plan.json", "--yes", "--concurrency", "1"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    // Wait until writes have started, then interrupt.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while writes(&world) < 2 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "apply never started writing"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    // Once writes have started, interrupt.
+    let child = apply_in_background(
+        &world,
+        &["apply", "plan.json", "--yes", "--concurrency", "1"],
+        Duration::from_millis(150),
+        2,
+    );
     let status = std::process::Command::new("kill")
         .args(["-INT", &child.id().to_string()])
         .status()
@@ -655,26 +669,13 @@ fn ctrl_c_at_the_prompt_exits_130_and_writes_nothing() {
 fn a_failed_check_read_after_the_writes_exits_5_and_a_rerun_completes() {
     let world = World::team();
     world.plan(&[]).code(0);
-    world
-        .sandbox
-        .faults()
-        .set_latency(Duration::from_millis(100));
-    world.sandbox.clear_requests();
-    let child = world
-        .std_command(&["apply", "plan.json", "--yes", "--timeout", "5"])
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
     // Once writes are under way, every later listing fails: the check-read cannot run.
-    let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while writes(&world) == 0 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "apply never started writing"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    let child = apply_in_background(
+        &world,
+        &["apply", "plan.json", "--yes", "--timeout", "5"],
+        Duration::from_millis(100),
+        1,
+    );
     world.sandbox.faults().fail_always(
         "GET /auth/v1/admin/users",
         Failure::status(500).code("unexpected_failure"),
