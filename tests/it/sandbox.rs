@@ -23,3 +23,29 @@ fn start_gives_url_keys_and_state() {
     assert_eq!(seeded.users().len(), 10);
     assert_eq!(seeded.roster().len(), 12);
 }
+
+#[test]
+fn generated_roster_can_start_past_the_first_users() {
+    // 3 leavers (users 0..3 off the roster), 7 paired (3..10), 3 newcomers (10..13).
+    let seed = Seed::generate_from(10, 10, 3);
+    let users: Vec<_> = seed.users.iter().filter_map(|u| u.email.clone()).collect();
+    let rows: Vec<_> = seed.roster.iter().filter_map(|r| r.email.clone()).collect();
+    assert_eq!(
+        users.first().map(String::as_str),
+        Some("engineer000000@example.com")
+    );
+    assert_eq!(
+        rows.first().map(String::as_str),
+        Some("engineer000003@example.com")
+    );
+    assert_eq!(
+        rows.last().map(String::as_str),
+        Some("engineer000012@example.com")
+    );
+    let paired = rows.iter().filter(|r| users.contains(r)).count();
+    assert_eq!(paired, 7);
+    assert_eq!(
+        Seed::generate(4, 4).roster,
+        Seed::generate_from(4, 4, 0).roster
+    );
+}
