@@ -300,7 +300,7 @@ fn state(shared: &Arc<Shared>) -> Response {
         .collect();
     let roster: Vec<Value> = inner
         .state
-        .roster
+        .roster()
         .iter()
         .map(|r| Value::Object(r.to_json()))
         .collect();

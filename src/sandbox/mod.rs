@@ -337,7 +337,7 @@ impl Sandbox {
     /// trimmed and lower-cased.
     pub fn remove_roster_email(&self, email: &str) {
         let key = email.trim().to_lowercase();
-        self.shared.lock().state.roster.retain(|r| {
+        self.shared.lock().state.retain_roster(|r| {
             r.email
                 .as_deref()
                 .is_none_or(|e| e.trim().to_lowercase() != key)
@@ -345,7 +345,7 @@ impl Sandbox {
     }
 
     pub fn roster(&self) -> Vec<RosterRow> {
-        self.shared.lock().state.roster.clone()
+        self.shared.lock().state.roster().to_vec()
     }
 
     /// The fault knobs.

@@ -141,7 +141,7 @@ pub(crate) fn handle(
     let columns = {
         let inner = shared.lock();
         let mut cols: Vec<String> = vec!["id".into(), "email".into(), "name".into(), "kind".into()];
-        for row in &inner.state.roster {
+        for row in inner.state.roster() {
             for k in row.extra.keys() {
                 if !cols.contains(k) {
                     cols.push(k.clone());
@@ -329,59 +329,71 @@ pub(crate) fn handle(
         );
     }
 
-    // 6. The query.
-    let (rows, max_rows) = {
-        let inner = shared.lock();
-        let rows: Vec<Map<String, Value>> =
-            inner.state.roster.iter().map(|r| r.to_json()).collect();
-        (rows, shared.max_rows(&inner))
-    };
-    let mut rows: Vec<Map<String, Value>> = rows
-        .into_iter()
-        .filter(|row| {
-            filters.iter().all(|(col, negate, op, operand)| {
-                matches_filter(row.get(col).unwrap_or(&Value::Null), op, operand) != *negate
-            })
-        })
-        .collect();
-    if !order.is_empty() {
-        rows.sort_by(|a, b| {
-            for (col, asc, nulls_first) in &order {
-                let o = compare(
-                    a.get(col).unwrap_or(&Value::Null),
-                    b.get(col).unwrap_or(&Value::Null),
-                    *asc,
-                    *nulls_first,
-                );
-                if o != Ordering::Equal {
-                    return o;
-                }
+    // 6. The query. The filtered, ordered row positions are kept between requests while
+    // the table is unchanged (a scan asks the same query once per page); only the page's
+    // rows are rendered.
+    let (page, total, lower) = {
+        let mut inner = shared.lock();
+        let max_rows = shared.max_rows(&inner);
+        let key = format!("{filters:?} {order:?}");
+        let (roster, positions) = inner.state.roster_view(&key, |roster| {
+            let rows: Vec<Map<String, Value>> = roster.iter().map(|r| r.to_json()).collect();
+            let mut positions: Vec<usize> = (0..rows.len())
+                .filter(|&i| {
+                    filters.iter().all(|(col, negate, op, operand)| {
+                        matches_filter(rows[i].get(col).unwrap_or(&Value::Null), op, operand)
+                            != *negate
+                    })
+                })
+                .collect();
+            if !order.is_empty() {
+                // Stable, as before: equal keys keep the table's order.
+                positions.sort_by(|&a, &b| {
+                    for (col, asc, nulls_first) in &order {
+                        let o = compare(
+                            rows[a].get(col).unwrap_or(&Value::Null),
+                            rows[b].get(col).unwrap_or(&Value::Null),
+                            *asc,
+                            *nulls_first,
+                        );
+                        if o != Ordering::Equal {
+                            return o;
+                        }
+                    }
+                    Ordering::Equal
+                });
             }
-            Ordering::Equal
+            positions
         });
-    }
-    let total = rows.len() as u64;
+        let total = positions.len() as u64;
 
-    // The top-level range: limit/offset, intersected with the Range header, then
-    // restricted to max-rows (silently).
-    let mut lower = offset;
-    let mut upper: Option<i128> = limit.map(|l| i128::from(offset) + i128::from(l) - 1);
-    if let Some((hl, hu)) = header_range {
-        lower = lower.max(hl);
-        if let Some(hu) = hu {
-            upper = Some(upper.map_or(i128::from(hu), |u| u.min(i128::from(hu))));
+        // The top-level range: limit/offset, intersected with the Range header, then
+        // restricted to max-rows (silently).
+        let mut lower = offset;
+        let mut upper: Option<i128> = limit.map(|l| i128::from(offset) + i128::from(l) - 1);
+        if let Some((hl, hu)) = header_range {
+            lower = lower.max(hl);
+            if let Some(hu) = hu {
+                upper = Some(upper.map_or(i128::from(hu), |u| u.min(i128::from(hu))));
+            }
         }
-    }
-    if let Some(max) = max_rows {
-        let cap = i128::from(lower) + max as i128 - 1;
-        upper = Some(upper.map_or(cap, |u| u.min(cap)));
-    }
-    let start = usize::try_from(lower).unwrap_or(usize::MAX).min(rows.len());
-    let end_incl = upper.unwrap_or(i128::MAX).min(rows.len() as i128 - 1);
-    let page: Vec<Map<String, Value>> = if end_incl >= start as i128 {
-        rows[start..=(end_incl as usize)].to_vec()
-    } else {
-        Vec::new()
+        if let Some(max) = max_rows {
+            let cap = i128::from(lower) + max as i128 - 1;
+            upper = Some(upper.map_or(cap, |u| u.min(cap)));
+        }
+        let start = usize::try_from(lower)
+            .unwrap_or(usize::MAX)
+            .min(positions.len());
+        let end_incl = upper.unwrap_or(i128::MAX).min(positions.len() as i128 - 1);
+        let page: Vec<Map<String, Value>> = if end_incl >= start as i128 {
+            positions[start..=(end_incl as usize)]
+                .iter()
+                .map(|&i| roster[i].to_json())
+                .collect()
+        } else {
+            Vec::new()
+        };
+        (page, total, lower)
     };
     let returned = page.len() as u64;
 

@@ -170,11 +170,30 @@ pub struct State {
     order: Option<Vec<(i128, Uuid)>>,
     /// Users whose `aud` is not the default, so listing can skip the per-user aud check.
     other_aud: usize,
+    /// Each user's JSON as a listing renders it, kept until the user changes or goes:
+    /// a page of 1000 out of 100k users is then a copy, not 1000 renders.
+    listed_json: HashMap<Uuid, String>,
     default_aud: String,
     /// The last default `created_at` handed out, kept strictly increasing (see `now_for_insert`).
     last_created: Option<OffsetDateTime>,
-    pub roster: Vec<RosterRow>,
+    roster: Vec<RosterRow>,
     next_row_id: i64,
+    /// Bumped by every change to the roster table; a [`RosterView`] of another version
+    /// is stale.
+    roster_version: u64,
+    /// The last roster query's row order (see [`State::roster_view`]).
+    roster_view: Option<RosterView>,
+}
+
+/// Positions of roster rows in one query's filtered, ordered result, kept while the
+/// table is unchanged: paging through 100k rows must not filter and sort all of them
+/// again for every page.
+#[derive(Debug)]
+struct RosterView {
+    version: u64,
+    /// What the positions depend on besides the rows (the query's filters and order).
+    key: String,
+    positions: Vec<usize>,
 }
 
 /// Postgres keeps microseconds; so does every comparison and every read here.
@@ -215,6 +234,7 @@ impl State {
         if let Some(old) = self.users.get(&user.id).cloned() {
             self.unindex(&old);
         }
+        self.listed_json.remove(&user.id);
         self.index(&user);
         self.users.insert(user.id, user);
         self.order = None;
@@ -225,6 +245,7 @@ impl State {
         if let Some(old) = self.users.get(&user.id).cloned() {
             self.unindex(&old);
         }
+        self.listed_json.remove(&user.id);
         self.index(&user);
         self.users.insert(user.id, user);
     }
@@ -232,6 +253,7 @@ impl State {
     pub fn remove_user(&mut self, id: &Uuid) -> Option<User> {
         let user = self.users.remove(id)?;
         self.unindex(&user);
+        self.listed_json.remove(id);
         self.order = None;
         Some(user)
     }
@@ -239,6 +261,7 @@ impl State {
     pub fn clear_users(&mut self) {
         self.users.clear();
         self.by_email.clear();
+        self.listed_json.clear();
         self.order = None;
         self.other_aud = 0;
     }
@@ -342,6 +365,7 @@ impl State {
     /// `[offset, offset + limit)` in `created_at` order. Ties in `created_at` come back in
     /// an order that depends on `salt` (a request counter), because Postgres promises no
     /// order among them and GoTrue adds no id tiebreaker.
+    #[cfg(test)]
     pub fn list_page(
         &mut self,
         aud: &str,
@@ -351,6 +375,24 @@ impl State {
         limit: usize,
         salt: u64,
     ) -> (usize, Vec<User>) {
+        let (total, ids) = self.list_page_ids(aud, filter, ascending, offset, limit, salt);
+        let users = ids
+            .iter()
+            .filter_map(|id| self.users.get(id).cloned())
+            .collect();
+        (total, users)
+    }
+
+    /// [`State::list_page`], as the users' ids.
+    pub fn list_page_ids(
+        &mut self,
+        aud: &str,
+        filter: Option<&dyn Fn(&User) -> bool>,
+        ascending: bool,
+        offset: usize,
+        limit: usize,
+        salt: u64,
+    ) -> (usize, Vec<Uuid>) {
         let need_scan = filter.is_some() || self.other_aud > 0 || aud != self.default_aud;
         self.ensure_order();
         let all = self.order.as_deref().unwrap_or(&[]);
@@ -406,11 +448,61 @@ impl State {
             start = stop;
         }
         let base = if ascending { lo } else { n - hi };
-        let users = window[offset - base..end - base]
+        let ids = window[offset - base..end - base]
             .iter()
-            .filter_map(|(_, id)| self.users.get(id).cloned())
+            .map(|(_, id)| *id)
             .collect();
-        (n, users)
+        (n, ids)
+    }
+
+    /// A user's JSON as a listing renders it: `render`'s answer, kept until the user
+    /// changes. Only the listing may use this (one rendering per user). `None` for an
+    /// unknown id.
+    pub fn listed_json(&mut self, id: &Uuid, render: impl FnOnce(&User) -> String) -> Option<&str> {
+        let user = self.users.get(id)?;
+        Some(
+            self.listed_json
+                .entry(*id)
+                .or_insert_with(|| render(user))
+                .as_str(),
+        )
+    }
+
+    /// The roster table's rows, in insertion order.
+    pub fn roster(&self) -> &[RosterRow] {
+        &self.roster
+    }
+
+    /// Keep only the rows `keep` accepts.
+    pub fn retain_roster(&mut self, keep: impl FnMut(&RosterRow) -> bool) {
+        self.roster.retain(keep);
+        self.roster_version += 1;
+    }
+
+    /// The rows, and the positions (into them) of a query's result: `compute` runs only
+    /// when the table changed or `key` differs from the last query's, so it must depend
+    /// on nothing but the rows and what `key` names.
+    pub fn roster_view(
+        &mut self,
+        key: &str,
+        compute: impl FnOnce(&[RosterRow]) -> Vec<usize>,
+    ) -> (&[RosterRow], &[usize]) {
+        let fresh = self
+            .roster_view
+            .as_ref()
+            .is_some_and(|v| v.version == self.roster_version && v.key == key);
+        if !fresh {
+            self.roster_view = Some(RosterView {
+                version: self.roster_version,
+                key: key.to_string(),
+                positions: compute(&self.roster),
+            });
+        }
+        let positions = self
+            .roster_view
+            .as_ref()
+            .map_or(&[][..], |v| v.positions.as_slice());
+        (&self.roster, positions)
     }
 
     /// Append a roster row, giving it the next serial id.
@@ -421,11 +513,13 @@ impl State {
         self.next_row_id = self.next_row_id.max(row.id + 1);
         let id = row.id;
         self.roster.push(row);
+        self.roster_version += 1;
         id
     }
 
     pub fn set_roster(&mut self, rows: Vec<RosterRow>) {
         self.roster.clear();
+        self.roster_version += 1;
         self.next_row_id = 1;
         for row in rows {
             self.push_row(row);
