@@ -138,18 +138,22 @@ pub(crate) fn handle(
         .into_iter()
         .filter(|(k, _)| k != "apikey")
         .collect();
-    let columns = {
-        let inner = shared.lock();
-        let mut cols: Vec<String> = vec!["id".into(), "email".into(), "name".into(), "kind".into()];
-        for row in inner.state.roster() {
-            for k in row.extra.keys() {
-                if !cols.contains(k) {
-                    cols.push(k.clone());
+    let columns = shared
+        .lock()
+        .state
+        .roster_columns(|roster| {
+            let mut cols: Vec<String> =
+                vec!["id".into(), "email".into(), "name".into(), "kind".into()];
+            for row in roster {
+                for k in row.extra.keys() {
+                    if !cols.contains(k) {
+                        cols.push(k.clone());
+                    }
                 }
             }
-        }
-        cols
-    };
+            cols
+        })
+        .to_vec();
     let missing_column = |c: &str| {
         bad_request(
             "42703",

@@ -20,7 +20,7 @@ use super::SandboxConfig;
 use super::faults::{Failure, FaultState, LOGGED_HEADERS, LoggedRequest};
 use super::jwt::Keys;
 use super::state::State;
-use super::{control, gateway, gotrue, postgrest};
+use super::{control, delay, gateway, gotrue, postgrest};
 
 /// Request bodies are read up to GoTrue's limit (`limitRequestBody(1 << 20)`) plus one
 /// byte, to tell "at the limit" from "over it".
@@ -284,11 +284,12 @@ async fn entry(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Respo
     if path == "/_sandbox" || path.starts_with("/_sandbox/") {
         return control::handle(&shared, req).await;
     }
+    let arrived = Instant::now();
     let abort = req.extensions().get::<ConnAbort>().cloned();
     let (parts, body) = req.into_parts();
     let (mut flight, latency, failure) = InFlight::begin(&shared, &parts);
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        delay::sleep_until(arrived + latency).await;
     }
     let body = match axum::body::to_bytes(body, BODY_LIMIT + 1).await {
         Ok(bytes) => ReadBody::Complete(bytes),

@@ -183,6 +183,8 @@ pub struct State {
     roster_version: u64,
     /// The last roster query's row order (see [`State::roster_view`]).
     roster_view: Option<RosterView>,
+    /// The roster table's columns, for the version they were found in.
+    roster_columns: Option<(u64, Vec<String>)>,
 }
 
 /// Positions of roster rows in one query's filtered, ordered result, kept while the
@@ -459,13 +461,12 @@ impl State {
     /// changes. Only the listing may use this (one rendering per user). `None` for an
     /// unknown id.
     pub fn listed_json(&mut self, id: &Uuid, render: impl FnOnce(&User) -> String) -> Option<&str> {
-        let user = self.users.get(id)?;
-        Some(
-            self.listed_json
-                .entry(*id)
-                .or_insert_with(|| render(user))
-                .as_str(),
-        )
+        // The user is looked up only to render it: 100k users do not sit in cache.
+        if !self.listed_json.contains_key(id) {
+            let text = render(self.users.get(id)?);
+            self.listed_json.insert(*id, text);
+        }
+        self.listed_json.get(id).map(String::as_str)
     }
 
     /// The roster table's rows, in insertion order.
@@ -477,6 +478,24 @@ impl State {
     pub fn retain_roster(&mut self, keep: impl FnMut(&RosterRow) -> bool) {
         self.roster.retain(keep);
         self.roster_version += 1;
+    }
+
+    /// The table's columns: `compute`'s answer, kept while the table is unchanged.
+    pub fn roster_columns(
+        &mut self,
+        compute: impl FnOnce(&[RosterRow]) -> Vec<String>,
+    ) -> &[String] {
+        let version = self.roster_version;
+        if self
+            .roster_columns
+            .as_ref()
+            .is_none_or(|(v, _)| *v != version)
+        {
+            self.roster_columns = Some((version, compute(&self.roster)));
+        }
+        self.roster_columns
+            .as_ref()
+            .map_or(&[][..], |(_, columns)| columns.as_slice())
     }
 
     /// The rows, and the positions (into them) of a query's result: `compute` runs only
