@@ -35,6 +35,9 @@ struct Args {
     /// Print one JSON object with every figure instead of the table.
     #[arg(long)]
     json: bool,
+    /// Also write that JSON object to FILE (the table still prints).
+    #[arg(long, value_name = "FILE")]
+    json_file: Option<PathBuf>,
     /// Use the binaries as they are, without `cargo build` first.
     #[arg(long)]
     no_build: bool,
@@ -76,6 +79,12 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(path) = &args.json_file
+        && let Err(e) = std::fs::write(path, format!("{:#}\n", report.to_json()))
+    {
+        eprintln!("error: cannot write `{}`: {e}", path.display());
+        return ExitCode::FAILURE;
+    }
     if args.json {
         println!("{}", report.to_json());
     } else {
