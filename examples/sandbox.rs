@@ -31,6 +31,12 @@ struct Args {
     /// Add N generated roster rows, for the same emails as the generated users.
     #[arg(long, default_value_t = 0)]
     generate_roster: usize,
+    /// Start the generated roster rows at the K-th generated email: the first K
+    /// generated users are then leavers (bans) and rows past the last user newcomers
+    /// (creates). `--generate-users 15000 --generate-roster 15000 --roster-offset 5000`
+    /// leaves 5000 creates and 5000 bans pending.
+    #[arg(long, default_value_t = 0, value_name = "K")]
+    roster_offset: usize,
 }
 
 fn main() -> ExitCode {
@@ -46,7 +52,11 @@ fn main() -> ExitCode {
         None => Seed::empty(),
     };
     if args.generate_users > 0 || args.generate_roster > 0 {
-        let generated = Seed::generate(args.generate_users, args.generate_roster);
+        let generated = Seed::generate_from(
+            args.generate_users,
+            args.generate_roster,
+            args.roster_offset,
+        );
         seed.users.extend(generated.users);
         seed.roster.extend(generated.roster);
     }

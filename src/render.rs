@@ -212,15 +212,25 @@ fn protected_users(plan: &Plan) -> Vec<&ObservedUser> {
                 .flat_map(|c| c.user_ids.iter().map(String::as_str)),
         )
         .collect();
+    // Both lists are sorted by email in every plan: one walk down the roster, rather
+    // than a binary search per user (at 100k users, a visible part of printing a plan).
+    let sorted = plan.observed.users.is_sorted_by(|a, b| a.email <= b.email);
+    let mut roster = plan.observed.roster.iter().peekable();
     plan.observed
         .users
         .iter()
         .filter(|u| !u.banned && !touched.contains(u.id.as_str()))
         .filter(|u| {
-            plan.observed
-                .roster
-                .binary_search_by(|e| e.as_str().cmp(&u.email))
-                .is_err()
+            let on_roster = if sorted {
+                while roster.next_if(|e| e.as_str() < u.email.as_str()).is_some() {}
+                roster.peek().is_some_and(|e| e.as_str() == u.email)
+            } else {
+                plan.observed
+                    .roster
+                    .binary_search_by(|e| e.as_str().cmp(&u.email))
+                    .is_ok()
+            };
+            !on_roster
         })
         .collect()
 }

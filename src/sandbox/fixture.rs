@@ -183,6 +183,14 @@ impl Seed {
     /// roster rows the extra people need creating, with fewer the extra users are
     /// leavers. Fast enough for 100k.
     pub fn generate(users: usize, roster: usize) -> Seed {
+        Seed::generate_from(users, roster, 0)
+    }
+
+    /// Like [`Seed::generate`], but the roster rows start at the `roster_offset`-th
+    /// generated email: the first `roster_offset` users are then leavers (to ban) and
+    /// the rows past the last user newcomers (to create). `generate_from(p + k, p + k, k)`
+    /// leaves `k` creates and `k` bans pending beside `p` paired people.
+    pub fn generate_from(users: usize, roster: usize, roster_offset: usize) -> Seed {
         let base = OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(1_700_000_000);
         let email = |i: usize| format!("engineer{i:06}@example.com");
         let users = (0..users)
@@ -197,7 +205,7 @@ impl Seed {
                 }
             })
             .collect();
-        let roster = (0..roster)
+        let roster = (roster_offset..roster_offset.saturating_add(roster))
             .map(|i| RosterRow::new(&email(i), &format!("Engineer {i}"), "engineer"))
             .collect();
         Seed {

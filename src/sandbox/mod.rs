@@ -41,6 +41,7 @@
 //!   `/_sandbox/state` (see README.md). Control requests are not logged or counted.
 
 mod control;
+mod delay;
 mod duration;
 mod faults;
 mod fixture;

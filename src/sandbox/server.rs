@@ -20,7 +20,7 @@ use super::SandboxConfig;
 use super::faults::{Failure, FaultState, LOGGED_HEADERS, LoggedRequest};
 use super::jwt::Keys;
 use super::state::State;
-use super::{control, gateway, gotrue, postgrest};
+use super::{control, delay, gateway, gotrue, postgrest};
 
 /// Request bodies are read up to GoTrue's limit (`limitRequestBody(1 << 20)`): a body of
 /// exactly 1 MiB is read, one byte more is too large.
@@ -303,11 +303,12 @@ async fn entry(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Respo
     if path == "/_sandbox" || path.starts_with("/_sandbox/") {
         return control::handle(&shared, req).await;
     }
+    let arrived = Instant::now();
     let abort = req.extensions().get::<ConnAbort>().cloned();
     let (parts, body) = req.into_parts();
     let (mut flight, latency, failure) = InFlight::begin(&shared, &parts);
     if !latency.is_zero() {
-        tokio::time::sleep(latency).await;
+        delay::sleep_until(arrived + latency).await;
     }
     let body = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(bytes) => ReadBody::Complete(bytes),

@@ -6,11 +6,12 @@ use std::collections::HashSet;
 
 use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::failure::{Reading, classify};
+use super::skim::{self, UserFields};
 use super::{Client, RequestSpec, Retries};
 use crate::error::{ApiFailure, Error};
 use crate::model::{AuthUser, normalise_email};
@@ -138,16 +139,20 @@ impl Client {
             .get("x-total-count")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok());
-        let body: Value = serde_json::from_slice(&answer.body)
+        let body: skim::UsersPage = serde_json::from_slice(&answer.body)
             .map_err(|e| self.bad_response(&spec, format!("the answer is not JSON ({e})")))?;
-        let Some(items) = body.get("users").and_then(Value::as_array) else {
+        let Some(items) = body.users else {
             return Err(self.bad_response(&spec, "the answer has no `users` list"));
         };
         let users = items
-            .iter()
+            .into_iter()
             .enumerate()
             .map(|(i, item)| {
-                parse_user(item).map_err(|why| {
+                let parsed = match item {
+                    skim::Item::User(fields) => user_from_fields(fields),
+                    skim::Item::NotAnObject => Err("a user is not a JSON object".into()),
+                };
+                parsed.map_err(|why| {
                     self.bad_response(&spec, format!("user {} of the page: {why}", i + 1))
                 })
             })
@@ -231,26 +236,37 @@ fn parse_user(value: &Value) -> Result<AuthUser, String> {
     let Some(obj) = value.as_object() else {
         return Err("a user is not a JSON object".into());
     };
-    let id = match obj.get("id") {
-        Some(Value::String(id)) if !id.is_empty() => id.clone(),
+    let field = |name: &str| obj.get(name).cloned();
+    user_from_fields(UserFields {
+        id: field("id"),
+        email: field("email"),
+        banned_until: field("banned_until"),
+        deleted_at: field("deleted_at"),
+        is_anonymous: field("is_anonymous"),
+    })
+}
+
+fn user_from_fields(f: UserFields) -> Result<AuthUser, String> {
+    let id = match f.id {
+        Some(Value::String(id)) if !id.is_empty() => id,
         Some(Value::String(_)) => return Err("a user has an empty `id`".into()),
         Some(_) => return Err("a user's `id` is not a string".into()),
         None => return Err("a user has no `id`".into()),
     };
-    let email = match obj.get("email") {
+    let email = match f.email {
         None | Some(Value::Null) => None,
         Some(Value::String(e)) if e.is_empty() => None,
-        Some(Value::String(e)) => Some(e.clone()),
+        Some(Value::String(e)) => Some(e),
         Some(_) => return Err(format!("user {id}: `email` is not a string")),
     };
-    let is_anonymous = match obj.get("is_anonymous") {
+    let is_anonymous = match f.is_anonymous {
         None | Some(Value::Null) => false,
-        Some(Value::Bool(b)) => *b,
+        Some(Value::Bool(b)) => b,
         Some(_) => return Err(format!("user {id}: `is_anonymous` is not a boolean")),
     };
     Ok(AuthUser {
-        banned_until: timestamp(obj, "banned_until", &id)?,
-        deleted_at: timestamp(obj, "deleted_at", &id)?,
+        banned_until: timestamp(f.banned_until.as_ref(), "banned_until", &id)?,
+        deleted_at: timestamp(f.deleted_at.as_ref(), "deleted_at", &id)?,
         id,
         email,
         is_anonymous,
@@ -258,11 +274,11 @@ fn parse_user(value: &Value) -> Result<AuthUser, String> {
 }
 
 fn timestamp(
-    obj: &Map<String, Value>,
+    value: Option<&Value>,
     field: &str,
     id: &str,
 ) -> Result<Option<OffsetDateTime>, String> {
-    match obj.get(field) {
+    match value {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) if s.is_empty() => Ok(None),
         Some(Value::String(s)) => OffsetDateTime::parse(s, &Rfc3339)

@@ -8,6 +8,7 @@ mod failure;
 mod limiter;
 mod rest;
 mod retry;
+mod skim;
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};

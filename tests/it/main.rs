@@ -7,6 +7,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod apply;
+mod bench;
+// The benchmark's driver, shared with `examples/bench` (examples cannot be imported).
+#[path = "../../examples/bench/driver.rs"]
+mod bench_driver;
 mod cli;
 mod client;
 mod harness;

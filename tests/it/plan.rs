@@ -102,6 +102,43 @@ fn plan_reads_every_page_past_the_servers_row_caps() {
 }
 
 #[test]
+fn plan_reads_every_roster_row_when_the_server_pages_by_fewer_than_asked() {
+    let mut seed = Seed::default();
+    for i in 0..2500 {
+        let email = format!("eng{i:04}@example.com");
+        seed.roster.push(row(&email));
+        seed.users.push(NewUser::email(&email));
+    }
+    let world = World::new(Sandbox::start_with(SandboxConfig::default(), seed));
+    // PostgREST's max-rows below the 1000 rows each request asks for.
+    world.sandbox.faults().set_max_rows(Some(300));
+    world
+        .plan(&[])
+        .code(0)
+        .stdout_has("0 to create, 0 to restore, 0 to ban, 2500 unchanged");
+    let offsets: Vec<String> = world
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.path.starts_with("/rest/v1/"))
+        .filter_map(|r| r.query.clone())
+        .collect();
+    // One request per page of 300, none twice, whatever order they were sent in.
+    assert_eq!(offsets.len(), 9, "{offsets:?}");
+    for k in 0..9 {
+        let offset = format!("offset={}", k * 300);
+        assert_eq!(
+            offsets
+                .iter()
+                .filter(|q| q.split('&').any(|p| p == offset))
+                .count(),
+            1,
+            "{offset} in {offsets:?}"
+        );
+    }
+}
+
+#[test]
 fn plan_rescans_when_users_are_inserted_while_listing() {
     let mut seed = Seed::default();
     for i in 0..2500 {

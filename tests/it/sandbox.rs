@@ -1670,3 +1670,29 @@ async fn junk_input_never_takes_the_server_down() {
         200
     );
 }
+
+#[test]
+fn generated_roster_can_start_past_the_first_users() {
+    // 3 leavers (users 0..3 off the roster), 7 paired (3..10), 3 newcomers (10..13).
+    let seed = Seed::generate_from(10, 10, 3);
+    let users: Vec<_> = seed.users.iter().filter_map(|u| u.email.clone()).collect();
+    let rows: Vec<_> = seed.roster.iter().filter_map(|r| r.email.clone()).collect();
+    assert_eq!(
+        users.first().map(String::as_str),
+        Some("engineer000000@example.com")
+    );
+    assert_eq!(
+        rows.first().map(String::as_str),
+        Some("engineer000003@example.com")
+    );
+    assert_eq!(
+        rows.last().map(String::as_str),
+        Some("engineer000012@example.com")
+    );
+    let paired = rows.iter().filter(|r| users.contains(r)).count();
+    assert_eq!(paired, 7);
+    assert_eq!(
+        Seed::generate(4, 4).roster,
+        Seed::generate_from(4, 4, 0).roster
+    );
+}
