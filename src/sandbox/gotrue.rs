@@ -17,7 +17,7 @@ use super::duration::parse_go_duration;
 use super::faults::Times;
 use super::jwt;
 use super::server::{BODY_LIMIT, ReadBody, Shared, header};
-use super::state::{Identity, User, truncate_micros};
+use super::state::{Identity, State, User, truncate_micros};
 use super::wire::{self, go_quote, go_time, sql_like};
 
 /// GoTrue's `defaultPerPage`.
@@ -137,6 +137,11 @@ fn api_version_2024(headers: &HeaderMap) -> bool {
 /// GoTrue's `sendJSON`: `Content-Type: application/json`, compact JSON.
 fn gotrue_json(status: StatusCode, body: &impl Serialize) -> Response {
     let text = serde_json::to_string(body).unwrap_or_else(|_| "{}".to_string());
+    gotrue_json_text(status, text)
+}
+
+/// [`gotrue_json`] for a body already serialised.
+fn gotrue_json_text(status: StatusCode, text: String) -> Response {
     let mut r = (status, text).into_response();
     r.headers_mut()
         .insert("content-type", HeaderValue::from_static("application/json"));
@@ -389,7 +394,7 @@ fn list_users(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
     let offset = usize::try_from((pop_page - 1).saturating_mul(pop_per_page)).unwrap_or(usize::MAX);
     let limit = usize::try_from(pop_per_page).unwrap_or(usize::MAX);
 
-    let (total, users) = {
+    let (total, users_json) = {
         let mut inner = ctx.shared.lock();
         inner.listings += 1;
         let salt = inner.listings;
@@ -423,9 +428,10 @@ fn list_users(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         } else {
             Some(&matcher)
         };
-        inner
+        let (total, ids) = inner
             .state
-            .list_page(&aud, filter_fn, ascending, offset, limit, salt)
+            .list_page_ids(&aud, filter_fn, ascending, offset, limit, salt);
+        (total, listed_users_json(&mut inner.state, &ids))
     };
 
     // addPaginationHeaders divides by per_page as parsed: per_page=0 panics there, and
@@ -458,11 +464,15 @@ fn list_users(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         with_page(&mut pairs, total_pages)
     ));
 
-    let body = json!({
-        "users": users.iter().map(|u| render_user(u, false, true)).collect::<Vec<_>>(),
-        "aud": aud,
-    });
-    let mut response = gotrue_json(StatusCode::OK, &body);
+    // `{"aud":…,"users":[…]}`: what serialising `json!({"users": […], "aud": aud})`
+    // gives (members in key order), with each user's JSON made once and kept.
+    let mut body = String::with_capacity(users_json.len() + aud.len() + 32);
+    body.push_str("{\"aud\":");
+    body.push_str(&json!(aud).to_string());
+    body.push_str(",\"users\":");
+    body.push_str(&users_json);
+    body.push('}');
+    let mut response = gotrue_json_text(StatusCode::OK, body);
     if let Ok(v) = HeaderValue::from_str(&link) {
         response.headers_mut().insert("link", v);
     }
@@ -1065,6 +1075,23 @@ fn obfuscate(id: &Uuid, value: &str) -> String {
 /// The User JSON (`models.User`): always-present members, `omitempty` ones, and
 /// `identities` (null in list items). `read` marks a database read (which also carries
 /// the generated `confirmed_at`).
+/// The JSON list of these users as the listing renders them (`render_user(u, false,
+/// true)`, compact), each user's text made once and kept by the state until it changes.
+fn listed_users_json(state: &mut State, ids: &[Uuid]) -> String {
+    let mut out = String::from("[");
+    for id in ids {
+        let Some(text) = state.listed_json(id, |u| render_user(u, false, true).to_string()) else {
+            continue;
+        };
+        if out.len() > 1 {
+            out.push(',');
+        }
+        out.push_str(text);
+    }
+    out.push(']');
+    out
+}
+
 fn render_user(u: &User, with_identities: bool, read: bool) -> Value {
     let mut m = Map::new();
     let t = |v: Option<OffsetDateTime>| v.map(go_time);
@@ -1140,6 +1167,40 @@ fn render_identity(u: &User, i: &Identity) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_kept_listing_json_is_the_rendered_users_json() {
+        let mut state = State::new("authenticated");
+        let t = OffsetDateTime::from_unix_timestamp(1_700_000_000).unwrap();
+        let mut users = Vec::new();
+        for (i, email) in ["a@x.io", "B\u{7}\"@x.io", ""].iter().enumerate() {
+            let mut u = User::new(
+                Uuid::new_v4(),
+                "authenticated",
+                t + time::Duration::seconds(i as i64),
+            );
+            u.email = (!email.is_empty()).then(|| email.to_string());
+            u.banned_until = (i == 1).then_some(t);
+            u.user_metadata.insert("full_name".into(), json!("Zoë"));
+            state.insert_user(u.clone());
+            users.push(u);
+        }
+        let ids: Vec<Uuid> = users.iter().map(|u| u.id).collect();
+        let expected = |users: &[User]| {
+            Value::Array(users.iter().map(|u| render_user(u, false, true)).collect()).to_string()
+        };
+        assert_eq!(listed_users_json(&mut state, &ids), expected(&users));
+        // Kept, then renewed when a user changes.
+        assert_eq!(listed_users_json(&mut state, &ids), expected(&users));
+        users[0].banned_until = Some(t + time::Duration::hours(1));
+        state.update_user(users[0].clone());
+        assert_eq!(listed_users_json(&mut state, &ids), expected(&users));
+        state.remove_user(&ids[2]);
+        assert_eq!(listed_users_json(&mut state, &ids), expected(&users[..2]));
+        // The page body frame, as `json!` would order it.
+        let framed = json!({"users": [], "aud": "authenticated"}).to_string();
+        assert_eq!(framed, r#"{"aud":"authenticated","users":[]}"#);
+    }
 
     #[test]
     fn checkmail_accepts_and_refuses_like_the_regex() {

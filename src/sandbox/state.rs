@@ -215,6 +215,10 @@ pub struct State {
     next_row_id: i64,
     /// Bumped on every roster change; keys PostgREST's cached row order.
     roster_version: u64,
+    /// Each user's JSON as the listing renders it, made once and dropped when the user
+    /// changes: at 100k users, rendering every page anew made the sandbox, not the
+    /// client, the bottleneck of the benchmark.
+    listed_json: HashMap<Uuid, String>,
 }
 
 /// Postgres keeps microseconds; so does every comparison and every read here.
@@ -256,6 +260,7 @@ impl State {
             self.unindex(&old);
         }
         self.index(&user);
+        self.listed_json.remove(&user.id);
         self.users.insert(user.id, user);
         self.order = None;
     }
@@ -266,11 +271,13 @@ impl State {
             self.unindex(&old);
         }
         self.index(&user);
+        self.listed_json.remove(&user.id);
         self.users.insert(user.id, user);
     }
 
     pub fn remove_user(&mut self, id: &Uuid) -> Option<User> {
         let user = self.users.remove(id)?;
+        self.listed_json.remove(id);
         self.unindex(&user);
         self.order = None;
         Some(user)
@@ -278,6 +285,7 @@ impl State {
 
     pub fn clear_users(&mut self) {
         self.users.clear();
+        self.listed_json.clear();
         self.by_email.clear();
         self.order = None;
         self.other_aud = 0;
@@ -382,7 +390,7 @@ impl State {
     /// `[offset, offset + limit)` in `created_at` order. Ties in `created_at` come back in
     /// an order that depends on `salt` (a request counter), because Postgres promises no
     /// order among them and GoTrue adds no id tiebreaker.
-    pub fn list_page(
+    pub fn list_page_ids(
         &mut self,
         aud: &str,
         filter: Option<&dyn Fn(&User) -> bool>,
@@ -390,7 +398,7 @@ impl State {
         offset: usize,
         limit: usize,
         salt: u64,
-    ) -> (usize, Vec<User>) {
+    ) -> (usize, Vec<Uuid>) {
         let need_scan = filter.is_some() || self.other_aud > 0 || aud != self.default_aud;
         self.ensure_order();
         let all = self.order.as_deref().unwrap_or(&[]);
@@ -446,11 +454,22 @@ impl State {
             start = stop;
         }
         let base = if ascending { lo } else { n - hi };
-        let users = window[offset - base..end - base]
+        let ids = window[offset - base..end - base]
             .iter()
-            .filter_map(|(_, id)| self.users.get(id).cloned())
+            .map(|(_, id)| *id)
             .collect();
-        (n, users)
+        (n, ids)
+    }
+
+    /// A user's JSON as a listing renders it: `render`'s answer, kept until the user
+    /// changes (every change goes through `insert_user`, `update_user`, `remove_user` or
+    /// `clear_users`, which drop it). `None` for an unknown id.
+    pub fn listed_json(&mut self, id: &Uuid, render: impl FnOnce(&User) -> String) -> Option<&str> {
+        if !self.listed_json.contains_key(id) {
+            let text = render(self.users.get(id)?);
+            self.listed_json.insert(*id, text);
+        }
+        self.listed_json.get(id).map(String::as_str)
     }
 
     pub fn roster(&self) -> &[RosterRow] {
@@ -525,10 +544,10 @@ mod tests {
         for ascending in [true, false] {
             let mut seen = Vec::new();
             for page in 0..3 {
-                let (total, users) =
-                    s.list_page("authenticated", None, ascending, page * 10, 10, page as u64);
+                let (total, page_ids) =
+                    s.list_page_ids("authenticated", None, ascending, page * 10, 10, page as u64);
                 assert_eq!(total, 25);
-                seen.extend(users.into_iter().map(|u| u.id));
+                seen.extend(page_ids);
             }
             let mut expected = ids.clone();
             if !ascending {
@@ -539,19 +558,30 @@ mod tests {
     }
 
     #[test]
+    fn a_listed_users_json_is_dropped_when_the_user_changes() {
+        let mut s = State::new("authenticated");
+        let id = user_at(&mut s, 0);
+        let first = s
+            .listed_json(&id, |u| format!("{:?}", u.banned_until))
+            .map(str::to_string);
+        assert_eq!(first.as_deref(), Some("None"));
+        let mut user = s.user(&id).cloned().unwrap();
+        user.banned_until = Some(time::macros::datetime!(2126-01-01 0:00 UTC));
+        s.update_user(user);
+        let second = s.listed_json(&id, |u| format!("{:?}", u.banned_until.is_some()));
+        assert_eq!(second, Some("true"), "a changed user is rendered anew");
+        s.remove_user(&id);
+        assert_eq!(s.listed_json(&id, |_| "x".into()), None);
+    }
+
+    #[test]
     fn ties_are_ordered_differently_per_request() {
         let mut s = State::new("authenticated");
         for _ in 0..20 {
             user_at(&mut s, 0);
         }
         let orders: HashSet<Vec<Uuid>> = (0..10)
-            .map(|salt| {
-                s.list_page("authenticated", None, false, 0, 20, salt)
-                    .1
-                    .into_iter()
-                    .map(|u| u.id)
-                    .collect()
-            })
+            .map(|salt| s.list_page_ids("authenticated", None, false, 0, 20, salt).1)
             .collect();
         assert!(orders.len() > 1);
     }
