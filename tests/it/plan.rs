@@ -8,6 +8,17 @@ fn row(email: &str) -> RosterRow {
     RosterRow::new(email, "Someone", "engineer")
 }
 
+/// A sandbox with `n` engineers, each on the roster and paired with an active user.
+fn paired_world(n: usize) -> World {
+    let mut seed = Seed::default();
+    for i in 0..n {
+        let email = format!("eng{i:04}@example.com");
+        seed.roster.push(row(&email));
+        seed.users.push(NewUser::email(&email));
+    }
+    World::new(Sandbox::start_with(SandboxConfig::default(), seed))
+}
+
 fn summary(world: &World) -> serde_json::Value {
     world.read_plan("plan.json")["summary"].clone()
 }
@@ -84,13 +95,7 @@ fn plan_matches_mixed_case_and_space_padded_emails() {
 
 #[test]
 fn plan_reads_every_page_past_the_servers_row_caps() {
-    let mut seed = Seed::default();
-    for i in 0..2500 {
-        let email = format!("eng{i:04}@example.com");
-        seed.roster.push(row(&email));
-        seed.users.push(NewUser::email(&email));
-    }
-    let world = World::new(Sandbox::start_with(SandboxConfig::default(), seed));
+    let world = paired_world(2500);
     world.sandbox.faults().set_max_rows(Some(1000));
     world
         .plan(&[])
@@ -103,13 +108,7 @@ fn plan_reads_every_page_past_the_servers_row_caps() {
 
 #[test]
 fn plan_reads_every_roster_row_when_the_server_pages_by_fewer_than_asked() {
-    let mut seed = Seed::default();
-    for i in 0..2500 {
-        let email = format!("eng{i:04}@example.com");
-        seed.roster.push(row(&email));
-        seed.users.push(NewUser::email(&email));
-    }
-    let world = World::new(Sandbox::start_with(SandboxConfig::default(), seed));
+    let world = paired_world(2500);
     // PostgREST's max-rows below the 1000 rows each request asks for.
     world.sandbox.faults().set_max_rows(Some(300));
     world
@@ -140,13 +139,7 @@ fn plan_reads_every_roster_row_when_the_server_pages_by_fewer_than_asked() {
 
 #[test]
 fn plan_rescans_when_users_are_inserted_while_listing() {
-    let mut seed = Seed::default();
-    for i in 0..2500 {
-        let email = format!("eng{i:04}@example.com");
-        seed.roster.push(row(&email));
-        seed.users.push(NewUser::email(&email));
-    }
-    let world = World::new(Sandbox::start_with(SandboxConfig::default(), seed));
+    let world = paired_world(2500);
     world.sandbox.faults().insert_users_during_page(2, 5);
     world.plan(&[]).code(0);
     let plan = world.read_plan("plan.json");
