@@ -537,17 +537,7 @@ mod tests {
     }
 
     fn plan_of(roster: &[RosterEntry], users: &[AuthUser]) -> Plan {
-        let rec = reconcile(roster, users, now(), &Policy::default());
-        Plan::new(
-            &rec,
-            PlanMeta {
-                created_at: now(),
-                expires_at: now() + time::Duration::days(7),
-                target: "https://abcd.supabase.co".into(),
-                roster_source: RosterSource::default_table(),
-                generator_version: "0.1.0".into(),
-            },
-        )
+        crate::planfile::tests::plan_for(&reconcile(roster, users, now(), &Policy::default()))
     }
 
     fn find<'a>(users: &'a mut [AuthUser], id: &str) -> &'a mut AuthUser {

@@ -802,7 +802,7 @@ impl<'a> CanonicalPlan<'a> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::model::{AuthUser, RosterEntry};
     use crate::reconcile::{Policy, reconcile};
@@ -812,7 +812,8 @@ mod tests {
         datetime!(2026-11-29 07:00 UTC)
     }
 
-    fn user(id: &str, email: &str, banned: bool) -> AuthUser {
+    /// A user, banned for a century or active (shared with the render and drift tests).
+    pub(crate) fn user(id: &str, email: &str, banned: bool) -> AuthUser {
         AuthUser {
             id: id.into(),
             email: Some(email.into()),
@@ -820,6 +821,20 @@ mod tests {
             deleted_at: None,
             is_anonymous: false,
         }
+    }
+
+    /// A reconciliation written down as a plan made at `now()` for a fixed target.
+    pub(crate) fn plan_for(rec: &crate::reconcile::Reconciliation) -> Plan {
+        Plan::new(
+            rec,
+            PlanMeta {
+                created_at: now(),
+                expires_at: now() + time::Duration::days(7),
+                target: "https://abcd.supabase.co".into(),
+                roster_source: RosterSource::default_table(),
+                generator_version: "0.1.0".into(),
+            },
+        )
     }
 
     /// A small plan touching every member: a create, a restore, a ban, a conflict.

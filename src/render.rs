@@ -653,6 +653,7 @@ fn span(d: time::Duration) -> String {
 mod tests {
     use super::*;
     use crate::model::{AuthUser, RosterEntry, RosterSource};
+    use crate::planfile::tests::{plan_for, user};
 
     fn result(action: ActionKind, email: &str, outcome: Outcome) -> ChangeResult {
         ChangeResult {
@@ -721,16 +722,6 @@ mod tests {
     const PLAIN: Style = Style { color: false };
     const COLOR: Style = Style { color: true };
 
-    fn user(id: &str, email: &str, banned: bool) -> AuthUser {
-        AuthUser {
-            id: id.into(),
-            email: Some(email.into()),
-            banned_until: banned.then(|| now() + time::Duration::days(365 * 100)),
-            deleted_at: None,
-            is_anonymous: false,
-        }
-    }
-
     fn plan_of(roster: &[&str], users: &[AuthUser], policy: &Policy) -> Plan {
         let roster: Vec<RosterEntry> = roster
             .iter()
@@ -740,17 +731,7 @@ mod tests {
                 origin: format!("row {}", i + 2),
             })
             .collect();
-        let rec = reconcile(&roster, users, now(), policy);
-        Plan::new(
-            &rec,
-            PlanMeta {
-                created_at: now(),
-                expires_at: now() + time::Duration::days(7),
-                target: "https://abcd.supabase.co".into(),
-                roster_source: RosterSource::default_table(),
-                generator_version: "0.1.0".into(),
-            },
-        )
+        plan_for(&reconcile(&roster, users, now(), policy))
     }
 
     /// Every kind of line: unchanged runs, a create, a restore, a ban, a conflict, a
