@@ -14,7 +14,7 @@ use super::failure::{Reading, classify};
 use super::skim::{self, UserFields};
 use super::{Client, RequestSpec, Retries};
 use crate::error::{ApiFailure, Error};
-use crate::model::{AuthUser, normalise_email};
+use crate::model::{AuthUser, is_uuid_shaped, normalise_email};
 
 /// Users per page. GoTrue has no maximum in offset mode; 1000 keeps each `COUNT` +
 /// `OFFSET` query well inside the server's 10 s request deadline.
@@ -218,6 +218,15 @@ impl Client {
         let url = self.endpoint(&["auth", "v1", "admin", "users", id], &[]);
         let body = json!({ "ban_duration": ban_duration });
         let spec = self.spec(Method::PUT, url, vec![], Some(body));
+        // `endpoint` percent-encodes the id as one segment, but `.` and `..` (or `%2e`)
+        // would still be read as dot-segments by every URL parser on the way: only a
+        // UUID-shaped id is ever sent (reconciliation makes any other a conflict).
+        if !is_uuid_shaped(id) {
+            return Err(self.bad_response(
+                &spec,
+                "refusing to send a request for a user id that is not a UUID",
+            ));
+        }
         let answer = self.send(&spec, Retries::Policy).await?;
         self.user_from_answer(&spec, &answer.body)
     }

@@ -555,11 +555,35 @@ mod tests {
     async fn an_unparsable_success_body_is_a_bad_response() {
         let base = canned(vec![ok("", "<html>hello</html>")]).await;
         let f = client(&base, JWT)
-            .set_ban_duration("id", "none")
+            .set_ban_duration("9f2e0000-0000-4000-8000-00000000000a", "none")
             .await
             .unwrap_err();
         assert_eq!(f.kind, FailureKind::BadResponse);
-        assert_eq!(f.request, "PUT /auth/v1/admin/users/id");
+        assert_eq!(
+            f.request,
+            "PUT /auth/v1/admin/users/9f2e0000-0000-4000-8000-00000000000a"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_user_id_that_is_not_a_uuid_is_never_sent() {
+        // Nothing listens here: a request would fail as a network error, not this way.
+        let c = client("http://127.0.0.1:9", JWT);
+        for id in [
+            ".\t.",
+            "..",
+            ".",
+            "a/b",
+            "",
+            "9f2e0000-0000-4000-8000-00000000000a/..",
+        ] {
+            let f = c.set_ban_duration(id, "876000h").await.unwrap_err();
+            assert_eq!(f.kind, FailureKind::BadResponse, "{id:?}");
+            assert!(f.message.contains("not a UUID"), "{id:?}: {f}");
+        }
+        // Every segment is percent-encoded as one segment.
+        let u = c.endpoint(&["auth", "v1", "admin", "users", "a/b?c#d %"], &[]);
+        assert_eq!(u.path(), "/auth/v1/admin/users/a%2Fb%3Fc%23d%20%25");
     }
 
     #[test]
