@@ -12,7 +12,7 @@ use crate::model::{
 };
 use crate::planfile::{Plan, format_time};
 use crate::reconcile::observe;
-use crate::render::sanitize;
+use crate::sanitize::sanitize;
 
 /// One difference between what the plan observed and the fresh state that no planned
 /// change explains. Ids are kept whole; `Display` shortens them.
