@@ -8,7 +8,7 @@ use std::fmt::Write as _;
 use similar::{Algorithm, DiffOp, capture_diff_slices};
 
 use crate::drift::Drift;
-use crate::model::{ActionKind, Change, Conflict, ObservedUser, Summary};
+use crate::model::{ActionKind, Change, Conflict, ObservedUser, Summary, short_id};
 use crate::planfile::{Plan, format_time};
 use crate::reconcile::Warning;
 use crate::report::{ApplyReport, ChangeResult, Outcome};
@@ -460,16 +460,6 @@ fn md_list<T>(out: &mut String, items: &[T], item: impl Fn(&T) -> String) {
     }
     if shown < items.len() {
         let _ = writeln!(out, "- … and {} more", items.len() - shown);
-    }
-}
-
-fn short_id(id: &str) -> String {
-    let mut chars = id.chars();
-    let head: String = chars.by_ref().take(8).collect();
-    if chars.next().is_some() {
-        format!("{head}…")
-    } else {
-        head
     }
 }
 
