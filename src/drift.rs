@@ -650,11 +650,31 @@ mod tests {
     #[test]
     fn a_ban_that_expired_since_the_plan_is_drift() {
         let (r, mut u) = state();
-        u.push(banned_for("z", "zed@example.com", 0));
+        const ZED: &str = "9f2e0000-0000-4000-8000-0000000000ff";
+        u.push(banned_for(ZED, "zed@example.com", 0));
         // Banned one hour past `now`: banned at plan time, expired by `later()`.
-        find(&mut u, "z").banned_until = Some(now() + time::Duration::hours(1));
+        find(&mut u, ZED).banned_until = Some(now() + time::Duration::hours(1));
         let plan = plan_of(&r, &u);
         let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            lines(&report),
+            vec!["zed@example.com: banned at plan time, now active"]
+        );
+    }
+
+    #[test]
+    fn a_ban_that_ended_a_few_hundred_milliseconds_before_the_read_is_drift() {
+        let (r, mut u) = state();
+        const ZED: &str = "9f2e0000-0000-4000-8000-0000000000ff";
+        // The read happens at 07:00:00.700; the ban ended at 07:00:00.400.
+        let read_at = now() + time::Duration::milliseconds(700);
+        u.push(AuthUser {
+            banned_until: Some(now() + time::Duration::milliseconds(400)),
+            ..user(ZED, "zed@example.com")
+        });
+        let plan = plan_of(&r, &u);
+        assert!(plan.observed.users.iter().any(|x| x.id == ZED && x.banned));
+        let report = check(&plan, &r, &u, read_at);
         assert_eq!(
             lines(&report),
             vec!["zed@example.com: banned at plan time, now active"]

@@ -196,6 +196,11 @@ pub enum Error {
     DigestMismatch { recorded: String, computed: String },
 
     #[error(
+        "error: the plan does not follow from its own observed state: {0}\nNothing was changed. A plan edited by hand is not a reviewed plan, even with a fresh digest; re-run `provision plan`."
+    )]
+    Integrity(String),
+
+    #[error(
         "error: the plan's digest is {actual}, not the expected {expected}\nApply the plan that was reviewed, or re-run `provision plan` and review again."
     )]
     ExpectDigest { expected: String, actual: String },
@@ -251,9 +256,11 @@ impl Error {
             IncompleteRead { .. } => Exit::Error,
             ReadFile { .. } | RosterFile { .. } | NotAPlan { .. } | WriteFile { .. } => Exit::Error,
             TooManyBans { .. } | EmptyRoster { .. } => Exit::Guard,
-            UnknownFormat(_) | DigestMismatch { .. } | ExpectDigest { .. } | Expired { .. } => {
-                Exit::Refused
-            }
+            UnknownFormat(_)
+            | DigestMismatch { .. }
+            | Integrity(_)
+            | ExpectDigest { .. }
+            | Expired { .. } => Exit::Refused,
             WrongTarget { .. } | Drift | NotConfirmed | NeedsYes => Exit::Refused,
             Partial { .. } => Exit::Partial,
             Interrupted => Exit::Interrupted,

@@ -8,6 +8,7 @@ pub mod commands;
 pub mod config;
 pub mod drift;
 pub mod error;
+pub mod integrity;
 pub mod model;
 pub mod output;
 pub mod planfile;

@@ -793,7 +793,11 @@ mod tests {
     fn a_plan_without_changes_says_so() {
         let plan = plan_of(
             &["ann@example.com"],
-            &[user("1", "ann@example.com", false)],
+            &[user(
+                "9f2e0000-0000-4000-8000-000000000001",
+                "ann@example.com",
+                false,
+            )],
             &Policy::default(),
         );
         assert_eq!(
@@ -878,7 +882,11 @@ mod tests {
     fn bidi_and_control_emails_are_escaped_in_text_and_markdown() {
         // An auth user's email is whatever the server holds: it reaches the ban list.
         let evil = "admin\u{202e}moc.elpmaxe@evil.com\u{1b}[0m";
-        let plan = plan_of(&[], &[user("1", evil, false)], &Policy::default());
+        let plan = plan_of(
+            &[],
+            &[user("9f2e0000-0000-4000-8000-000000000001", evil, false)],
+            &Policy::default(),
+        );
         let text = plan_text(&plan, COLOR);
         assert!(
             !text.contains('\u{202e}') && !text.contains("\u{1b}[0m@"),
@@ -897,7 +905,11 @@ mod tests {
     fn markdown_escapes_markup_in_emails() {
         let plan = plan_of(
             &[],
-            &[user("1", "<img src=x>*[a](b)*@example.com", false)],
+            &[user(
+                "9f2e0000-0000-4000-8000-000000000001",
+                "<img src=x>*[a](b)*@example.com",
+                false,
+            )],
             &Policy::default(),
         );
         let md = plan_markdown(&plan);

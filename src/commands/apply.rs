@@ -24,7 +24,7 @@ use crate::sanitize::sanitize;
 use crate::supabase::Client;
 use crate::term;
 
-use super::{client_for, now, read_state};
+use super::{checked, client_for, now, read_state};
 
 /// Ctrl-C from the moment it is armed: stop starting work, let requests in flight
 /// finish, exit 130.
@@ -59,7 +59,7 @@ pub async fn run(
 ) -> Result<Exit, Error> {
     let interrupt = Interrupt::arm();
 
-    let plan = Plan::load(&args.plan)?;
+    let plan = checked(Plan::load(&args.plan)?)?;
     if let Some(expected) = &args.expect_digest
         && *expected != plan.digest
     {

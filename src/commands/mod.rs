@@ -15,7 +15,9 @@ use time::OffsetDateTime;
 use crate::cli::Common;
 use crate::config::Connection;
 use crate::error::{Error, Exit};
+use crate::integrity;
 use crate::model::{AuthUser, RosterEntry, RosterSource};
+use crate::planfile::Plan;
 use crate::roster;
 use crate::supabase::{Client, ClientConfig, RetryPolicy};
 
@@ -71,6 +73,13 @@ pub(crate) async fn read_state(
             _ => roster,
         }),
     }
+}
+
+/// A parsed plan (digest verified) whose changes must also follow from its own
+/// `observed` state: anything else is refused (exit 3) before any request.
+pub(crate) fn checked(plan: Plan) -> Result<Plan, Error> {
+    integrity::check(&plan).map_err(|v| Error::Integrity(v.to_string()))?;
+    Ok(plan)
 }
 
 pub(crate) fn now() -> OffsetDateTime {

@@ -1,4 +1,5 @@
-//! `provision show PLAN`: render a saved plan, offline, after the checks `Plan::parse` makes.
+//! `provision show PLAN`: render a saved plan, offline, after the checks `Plan::parse` and
+//! `integrity::check` make.
 
 use time::OffsetDateTime;
 
@@ -13,7 +14,7 @@ pub fn run(args: &ShowArgs, out: &Output) -> Result<Exit, Error> {
         path: args.plan.clone(),
         reason: e.to_string(),
     })?;
-    let plan = Plan::parse(&text, &args.plan)?;
+    let plan = super::checked(Plan::parse(&text, &args.plan)?)?;
     match args.format {
         PlanFormat::Json => out.stdout(&text),
         PlanFormat::Markdown => out.stdout(&render::plan_markdown(&plan)),

@@ -18,3 +18,4 @@ mod plan;
 mod quickstart;
 mod sandbox;
 mod support;
+mod trust;

@@ -118,6 +118,21 @@ impl World {
         let text = std::fs::read_to_string(self.path(name)).expect("plan file");
         serde_json::from_str(&text).expect("plan JSON")
     }
+
+    /// Write an edited plan with a fresh digest, as someone who knows the format would.
+    pub fn write_redigested(&self, name: &str, plan: serde_json::Value) {
+        let text = serde_json::to_string_pretty(&redigest(plan)).unwrap();
+        std::fs::write(self.path(name), text).unwrap();
+    }
+
+    /// Requests that write (POST, PUT, PATCH, DELETE) the sandbox has seen.
+    pub fn writes(&self) -> usize {
+        self.sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.is_write())
+            .count()
+    }
 }
 
 /// The key, and the parts of it that would betray it if printed (a JWT's signature).
@@ -131,6 +146,23 @@ fn key_needles(key: &str) -> Vec<String> {
         v.push(sig.to_string());
     }
     v
+}
+
+/// The plan's digest recomputed over its canonical form (serde_json's `Value` keeps
+/// members sorted by key, and its compact text is the canonical form).
+pub fn redigest(mut plan: serde_json::Value) -> serde_json::Value {
+    use sha2::Digest;
+    let obj = plan.as_object_mut().unwrap();
+    obj.remove("digest");
+    let canonical = serde_json::to_string(&plan).unwrap();
+    let hex: String = sha2::Sha256::digest(canonical.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    plan.as_object_mut()
+        .unwrap()
+        .insert("digest".into(), format!("sha256:{hex}").into());
+    plan
 }
 
 fn walk(dir: &Path) -> Vec<PathBuf> {
