@@ -82,8 +82,9 @@ pub(crate) fn checked(plan: Plan) -> Result<Plan, Error> {
     Ok(plan)
 }
 
+/// The clock every command judges by, at full precision: a ban that ended a few hundred
+/// milliseconds ago is over. Only the times written to a plan file are cut to whole
+/// seconds (`Plan` does that when it records them).
 pub(crate) fn now() -> OffsetDateTime {
-    let now = OffsetDateTime::now_utc();
-    // Plans record whole seconds; keep the in-memory value equal to the file's.
-    now.replace_nanosecond(0).unwrap_or(now)
+    OffsetDateTime::now_utc()
 }

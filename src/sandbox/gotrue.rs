@@ -398,6 +398,23 @@ fn list_users(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         let mut inner = ctx.shared.lock();
         inner.listings += 1;
         let salt = inner.listings;
+        if let Some(email) = inner.faults.ban_ends_at_read.clone() {
+            let now = OffsetDateTime::now_utc();
+            // Just after the start of the second at the earliest: a clock cut to whole
+            // seconds sees the ban in force until the next second begins.
+            let second = now.replace_nanosecond(1_000).unwrap_or(now);
+            let ended = (now - time::Duration::milliseconds(300)).max(second);
+            let found: Vec<User> = inner
+                .state
+                .user_by_email_ci(&email)
+                .into_iter()
+                .cloned()
+                .collect();
+            for mut u in found {
+                u.banned_until = Some(truncate_micros(ended));
+                inner.state.update_user(u);
+            }
+        }
         if let Some((at_page, k)) = inner.faults.insert_during_page
             && at_page == pop_page
         {

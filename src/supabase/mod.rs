@@ -24,6 +24,7 @@ use crate::error::{ApiFailure, Error, FailureKind};
 use failure::Scrubber;
 use limiter::{Limiter, Outcome};
 pub use retry::RetryPolicy;
+pub(crate) use retry::{backoff, is_retryable_status};
 
 /// Everything the client needs; the CLI builds it from flags and the environment.
 #[derive(Debug, Clone)]

@@ -427,12 +427,7 @@ fn a_create_answered_after_the_timeout_makes_exactly_one_user() {
         .run(&["apply", "plan.json", "--yes", "--timeout", "1"])
         .code(0)
         .stdout_has("created: 4");
-    let posts = world
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .count();
+    let posts = world.requests_with_method("POST");
     assert_eq!(posts, 4, "no create was re-sent");
     let state = state(&world);
     assert_eq!(state.len(), 27);

@@ -125,6 +125,15 @@ impl World {
         std::fs::write(self.path(name), text).unwrap();
     }
 
+    /// Requests with this method the sandbox has seen.
+    pub fn requests_with_method(&self, method: &str) -> usize {
+        self.sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.method == method)
+            .count()
+    }
+
     /// Requests that write (POST, PUT, PATCH, DELETE) the sandbox has seen.
     pub fn writes(&self) -> usize {
         self.sandbox

@@ -2,6 +2,11 @@
 //! bounded reads, truthful counters, redaction, proxies, JSON escaping, roster files and
 //! the clock. Every refusal is checked to send no write.
 
+use std::time::Duration;
+
+use provision::sandbox::NewUser;
+use time::OffsetDateTime;
+
 use crate::support::World;
 
 /// The seed plan, with ban `mallory@example.com` turned into a ban of rostered ada: her
@@ -82,4 +87,92 @@ fn apply_refuses_a_redigested_plan_that_repeats_a_ban_or_empties_an_id() {
         .code(3)
         .stderr_has("`changes[4]` (ban mallory@example.com, user ): the `user_id` is not a UUID");
     assert_eq!(world.writes(), 0);
+}
+
+/// An off-roster user whose ban ends just before each read (sandbox knob).
+fn world_with_zed_banned() -> World {
+    let world = World::team();
+    world.sandbox.add_user(
+        NewUser::email("zed@example.com")
+            .banned_until(OffsetDateTime::now_utc() + time::Duration::days(1)),
+    );
+    world
+}
+
+#[test]
+fn plan_sees_a_ban_that_ended_a_moment_before_the_read_as_over() {
+    let world = world_with_zed_banned();
+    world.sandbox.faults().end_ban_at_read("zed@example.com");
+    world.plan(&[]).code(0);
+    let plan = world.read_plan("plan.json");
+    let bans: Vec<&str> = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["action"] == "ban")
+        .map(|c| c["email"].as_str().unwrap())
+        .collect();
+    assert_eq!(bans, ["mallory@example.com", "zed@example.com"]);
+}
+
+#[test]
+fn apply_sees_a_ban_that_ended_a_moment_before_the_read_as_drift() {
+    let world = world_with_zed_banned();
+    world.plan(&[]).code(0);
+    world.sandbox.faults().end_ban_at_read("zed@example.com");
+    world.sandbox.clear_requests();
+    let run = world.run(&["apply", "plan.json", "--yes", "--color", "never"]);
+    run.code(3);
+    assert_eq!(
+        run.stderr,
+        "The remote state changed since the plan was made (1 difference):\n  ! zed@example.com: banned at plan time, now active\n\
+         error: the remote state changed since the plan was made; nothing was changed\n\
+         Re-run `provision plan` and review the new plan.\n"
+    );
+    assert_eq!(world.writes(), 0);
+}
+
+#[test]
+fn two_concurrent_applies_of_one_plan_count_each_create_once() {
+    let world = World::team();
+    world.plan(&[]).code(0);
+    // Slow requests, so that both applies read the state before either writes.
+    world
+        .sandbox
+        .faults()
+        .set_latency(Duration::from_millis(40));
+    let args = ["apply", "plan.json", "--yes", "--format", "json"];
+    let children: Vec<_> = (0..2)
+        .map(|_| {
+            world
+                .std_command(&args)
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let mut created = 0;
+    let mut already = 0;
+    for child in children {
+        let run = world.finish(child.wait_with_output().unwrap());
+        run.code(0);
+        let summary: serde_json::Value =
+            serde_json::from_str(run.stdout.lines().last().unwrap()).unwrap();
+        created += summary["summary"]["created"].as_u64().unwrap();
+        already += summary["summary"]["already_applied"].as_u64().unwrap();
+    }
+    assert_eq!(created, 4, "each of the 4 creates counted once");
+    assert!(already >= 4, "the other apply found them in effect");
+    let posts = world
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.method == "POST")
+        .count();
+    assert_eq!(
+        world.sandbox.user_count(),
+        28,
+        "no duplicate user: {posts} POSTs"
+    );
 }
