@@ -487,12 +487,7 @@ fn writes_ride_out_429_bursts_with_and_without_retry_after() {
         .code(0)
         .stdout_has("decommissioned: 1")
         .stdout_has("created: 4");
-    let posts = world
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .count();
+    let posts = world.requests_with_method("POST");
     assert_eq!(posts, 5, "one create re-sent after its look-up");
 }
 

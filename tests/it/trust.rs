@@ -164,12 +164,7 @@ fn two_concurrent_applies_of_one_plan_count_each_create_once() {
     }
     assert_eq!(created, 4, "each of the 4 creates counted once");
     assert!(already >= 4, "the other apply found them in effect");
-    let posts = world
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .count();
+    let posts = world.requests_with_method("POST");
     assert_eq!(
         world.sandbox.user_count(),
         28,
