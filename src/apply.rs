@@ -50,30 +50,59 @@ impl StopFlag {
     }
 }
 
-/// Run `pending` with at most `concurrency` changes under way, calling `on_result` as
-/// each finishes. Stops starting new changes once `stop` is raised; those in flight
-/// finish. Returns the results and how many changes were never started.
+/// What the executor tells the caller as it goes: the `--log` record and the progress
+/// bar live behind it.
+pub trait Journal {
+    /// Called before `change`'s write is sent. `false` (the record could not be kept)
+    /// stops the executor from starting this or any further change.
+    fn started(&mut self, change: &Change) -> bool;
+    /// Called as each change finishes, with what its answer said (before the
+    /// check-read confirms it).
+    fn finished(&mut self, result: &ChangeResult);
+}
+
+/// A journal that keeps nothing and never stops the run.
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    fn started(&mut self, _: &Change) -> bool {
+        true
+    }
+
+    fn finished(&mut self, _: &ChangeResult) {}
+}
+
+/// Run `pending` with at most `concurrency` changes under way, telling `journal` as each
+/// starts and finishes. Stops starting new changes once `stop` is raised or the journal
+/// refuses a start; those in flight finish. Returns the results and how many changes
+/// were never started.
 pub async fn execute<A: AuthAdmin>(
     admin: &A,
     pending: Vec<Change>,
     concurrency: usize,
     now: OffsetDateTime,
     stop: &StopFlag,
-    mut on_result: impl FnMut(&ChangeResult),
+    journal: &mut impl Journal,
 ) -> (Vec<ChangeResult>, usize) {
-    let mut queue = pending.into_iter();
+    let mut queue = pending.into_iter().peekable();
     let mut running = FuturesUnordered::new();
     let mut results = Vec::new();
+    let mut refused = false;
     loop {
-        while running.len() < concurrency.max(1) && !stop.is_raised() {
-            match queue.next() {
-                Some(change) => running.push(run_one(admin, change, now)),
+        while running.len() < concurrency.max(1) && !stop.is_raised() && !refused {
+            match queue.peek() {
+                Some(change) if !journal.started(change) => refused = true,
+                Some(_) => {
+                    if let Some(change) = queue.next() {
+                        running.push(run_one(admin, change, now));
+                    }
+                }
                 None => break,
             }
         }
         match running.next().await {
             Some(result) => {
-                on_result(&result);
+                journal.finished(&result);
                 results.push(result);
             }
             None => break,
@@ -457,7 +486,7 @@ mod tests {
 
     async fn run(fake: &Fake, pending: Vec<Change>) -> Vec<ChangeResult> {
         let (mut results, not_started) =
-            execute(fake, pending, 4, NOW, &StopFlag::default(), |_| {}).await;
+            execute(fake, pending, 4, NOW, &StopFlag::default(), &mut NoJournal).await;
         assert_eq!(not_started, 0);
         results.sort_by(|a, b| a.change.cmp(&b.change));
         results
@@ -713,15 +742,22 @@ mod tests {
         let pending: Vec<Change> = (0..20)
             .map(|i| change(ActionKind::Create, &format!("u{i}@example.com"), None))
             .collect();
-        let stop = StopFlag::default();
-        let mut seen = 0;
-        let (results, not_started) = execute(&fake, pending, 3, NOW, &stop, |_| {
-            seen += 1;
-            if seen == 5 {
-                stop.raise();
+        /// Raises the stop flag once five changes have finished.
+        struct StopAfterFive<'a>(usize, &'a StopFlag);
+        impl Journal for StopAfterFive<'_> {
+            fn started(&mut self, _: &Change) -> bool {
+                true
             }
-        })
-        .await;
+            fn finished(&mut self, _: &ChangeResult) {
+                self.0 += 1;
+                if self.0 == 5 {
+                    self.1.raise();
+                }
+            }
+        }
+        let stop = StopFlag::default();
+        let (results, not_started) =
+            execute(&fake, pending, 3, NOW, &stop, &mut StopAfterFive(0, &stop)).await;
         assert!(fake.in_flight.lock().unwrap().1 <= 3);
         assert!(
             results.len() >= 5 && results.len() <= 7,
@@ -729,5 +765,40 @@ mod tests {
             results.len()
         );
         assert_eq!(results.len() + not_started, 20);
+    }
+
+    #[tokio::test]
+    async fn a_journal_that_cannot_record_a_start_stops_new_changes() {
+        // The log fails on the fourth `started` record: three writes were sent, the
+        // fourth change and the rest never start.
+        struct FailsAt(usize, Vec<String>);
+        impl Journal for FailsAt {
+            fn started(&mut self, change: &Change) -> bool {
+                if self.1.len() + 1 == self.0 {
+                    return false;
+                }
+                self.1.push(change.email.clone());
+                true
+            }
+            fn finished(&mut self, _: &ChangeResult) {}
+        }
+        let fake = Fake::default();
+        let pending: Vec<Change> = (0..10)
+            .map(|i| change(ActionKind::Create, &format!("u{i}@example.com"), None))
+            .collect();
+        let mut journal = FailsAt(4, Vec::new());
+        let (results, not_started) =
+            execute(&fake, pending, 2, NOW, &StopFlag::default(), &mut journal).await;
+        assert_eq!(
+            journal.1,
+            ["u0@example.com", "u1@example.com", "u2@example.com"]
+        );
+        assert_eq!(results.len(), 3);
+        assert_eq!(not_started, 7);
+        assert_eq!(
+            fake.users.lock().unwrap().len(),
+            3,
+            "only started changes were sent"
+        );
     }
 }

@@ -130,7 +130,8 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct PlanArgs {
-    /// Where to write the plan
+    /// Where to write the plan: a regular file (never a device, FIFO or the roster
+    /// file), or `-` for stdout (the diff then goes to stderr)
     #[arg(long, value_name = "FILE", default_value = "plan.json")]
     pub out: PathBuf,
 
@@ -181,7 +182,9 @@ pub struct ApplyArgs {
     #[arg(long, value_name = "sha256:HEX", value_parser = parse_digest)]
     pub expect_digest: Option<String>,
 
-    /// Append one JSON line per change to FILE (the record for a change ticket)
+    /// Append JSON lines to FILE, the record for a change ticket: a `started` line before
+    /// each write is sent, then each change's outcome once known. A regular file only;
+    /// if it cannot be written, no further change starts and apply exits 5
     #[arg(long, value_name = "FILE")]
     pub log: Option<PathBuf>,
 

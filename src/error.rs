@@ -173,6 +173,15 @@ pub enum Error {
     #[error("error: cannot write `{path}`: {reason}")]
     WriteFile { path: PathBuf, reason: String },
 
+    #[error(
+        "error: `{flag}` `{path}` {reason}; nothing was read or written\nName a regular file (or a new path) that is not the roster file."
+    )]
+    BadTarget {
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+
     // ---- guards (exit 4) ----
     #[error(
         "error: the plan would ban {bans} users, more than `--max-bans` {max}\nNo plan was written. Check the roster source; if the bans are intended, pass `--max-bans {bans}`."
@@ -235,6 +244,11 @@ pub enum Error {
     Partial { failed: usize, total: usize },
 
     #[error(
+        "error: cannot write the log `{path}`: {reason}; no further change was started\nThe changes whose `started` record was written may have been made. Fix the log file's disk, then run `provision apply` with the same plan again to resume."
+    )]
+    LogFailed { path: PathBuf, reason: String },
+
+    #[error(
         "error: interrupted; requests in flight were allowed to finish\nRun `provision apply` with the same plan again to resume."
     )]
     Interrupted,
@@ -254,7 +268,11 @@ impl Error {
                 Exit::Error
             }
             IncompleteRead { .. } => Exit::Error,
-            ReadFile { .. } | RosterFile { .. } | NotAPlan { .. } | WriteFile { .. } => Exit::Error,
+            ReadFile { .. }
+            | RosterFile { .. }
+            | NotAPlan { .. }
+            | WriteFile { .. }
+            | BadTarget { .. } => Exit::Error,
             TooManyBans { .. } | EmptyRoster { .. } => Exit::Guard,
             UnknownFormat(_)
             | DigestMismatch { .. }
@@ -262,7 +280,7 @@ impl Error {
             | ExpectDigest { .. }
             | Expired { .. } => Exit::Refused,
             WrongTarget { .. } | Drift | NotConfirmed | NeedsYes => Exit::Refused,
-            Partial { .. } => Exit::Partial,
+            Partial { .. } | LogFailed { .. } => Exit::Partial,
             Interrupted => Exit::Interrupted,
             Internal(_) => Exit::Error,
         }

@@ -15,10 +15,12 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
 use crate::error::Error;
+use crate::jsonout;
 use crate::model::{
     ActionKind, Change, Conflict, Email, Observed, ObservedUser, RosterSource, Summary,
 };
 use crate::reconcile::Reconciliation;
+use crate::regular_file;
 use crate::sanitize::sanitize;
 
 /// The only format this version writes and reads.
@@ -93,13 +95,10 @@ impl Plan {
     }
 
     /// The file's text: pretty-printed (2 spaces), members in the contract's order,
-    /// ending with a newline.
+    /// controls and bidi/zero-width characters as `\u` escapes (`jsonout`; the digest
+    /// covers the decoded values, so it is the same either way), ending with a newline.
     pub fn to_pretty_json(&self) -> String {
-        let mut text = match serde_json::to_string_pretty(&self.to_file()) {
-            Ok(text) => text,
-            // Serialising plain structs of strings and integers into a String cannot fail.
-            Err(e) => unreachable!("serialising a plan failed: {e}"),
-        };
+        let mut text = jsonout::to_string_pretty(&self.to_file());
         text.push('\n');
         text
     }
@@ -215,6 +214,11 @@ impl Plan {
                 "the path names no file",
             )));
         };
+        // Only a regular file is ever replaced (a device or FIFO at the path is refused).
+        regular_file::check(path).map_err(|reason| Error::WriteFile {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         let (tmp_path, mut file) =
             create_temp(&dir, &name.to_string_lossy()).map_err(write_error)?;
         let written = file
@@ -591,14 +595,11 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, fs::File)> {
     for _ in 0..16 {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
+        match regular_file::owner_only()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
         {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        match options.open(&tmp) {
             Ok(file) => return Ok((tmp, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
             Err(e) => return Err(e),
@@ -1070,6 +1071,36 @@ pub(crate) mod tests {
         v["changes"][2].as_object_mut().unwrap().remove("user_id");
         let err = Plan::parse(&resign(v).to_string(), path()).unwrap_err();
         assert!(err.to_string().contains("without a `user_id`"), "{err}");
+    }
+
+    #[test]
+    fn the_file_escapes_controls_and_bidi_and_the_digest_is_the_same_either_way() {
+        // A hostile email the server holds (bidi override, C1, line separator).
+        let evil = "admin\u{202e}moc\u{85}x\u{2028}@evil.com";
+        let rec = reconcile(
+            &[],
+            &[user("0b1e6c4a-0000-4000-8000-000000000009", evil, false)],
+            now(),
+            &Policy::default(),
+        );
+        let plan = plan_for(&rec);
+        let text = plan.to_pretty_json();
+        assert!(
+            !text
+                .chars()
+                .any(|c| crate::sanitize::needs_escape(c) && c != '\n'),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""email": "admin\u202emoc\u0085x\u2028@evil.com""#),
+            "{text}"
+        );
+        // The same document written raw (serde_json leaves these characters as they are).
+        let raw = serde_json::to_string_pretty(&plan.to_file()).unwrap();
+        assert!(raw.contains('\u{202e}'));
+        assert_eq!(Plan::parse(&text, path()).unwrap(), plan);
+        assert_eq!(Plan::parse(&raw, path()).unwrap(), plan);
+        assert_eq!(Plan::parse(&raw, path()).unwrap().digest, plan.digest);
     }
 
     #[test]

@@ -554,20 +554,58 @@ pub fn apply_summary_json(report: &ApplyReport) -> serde_json::Value {
     }})
 }
 
-/// `apply --log`: the record of one change for a change ticket (`time` is a parameter:
-/// this module never reads the clock). Failed changes add `error_message`.
+/// `apply --log`: the record of one change's outcome for a change ticket (`time` is a
+/// parameter: this module never reads the clock). Failed changes add `error_message`.
 pub fn log_line(plan: &Plan, r: &ChangeResult, time: time::OffsetDateTime) -> serde_json::Value {
-    let mut line = change_json(r);
-    line["time"] = serde_json::Value::String(
-        time.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+    let mut line = log_record(
+        plan,
+        &r.change,
+        r.user_id.as_deref(),
+        r.outcome.as_str(),
+        r.outcome.error_code(),
+        time,
     );
-    line["plan_digest"] = serde_json::Value::String(plan.digest.clone());
-    line["target"] = serde_json::Value::String(plan.target.clone());
     if let Outcome::Failed { message, .. } = &r.outcome {
         line["error_message"] = serde_json::Value::String(message.clone());
     }
     line
+}
+
+/// `apply --log`: the record that a change's write is about to be sent (`"outcome":
+/// "started"`); its outcome record follows when known.
+pub fn log_started_line(
+    plan: &Plan,
+    change: &Change,
+    time: time::OffsetDateTime,
+) -> serde_json::Value {
+    log_record(
+        plan,
+        change,
+        change.user_id.as_deref(),
+        "started",
+        None,
+        time,
+    )
+}
+
+fn log_record(
+    plan: &Plan,
+    change: &Change,
+    user_id: Option<&str>,
+    outcome: &str,
+    error_code: Option<&str>,
+    time: time::OffsetDateTime,
+) -> serde_json::Value {
+    serde_json::json!({
+        "time": time.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "plan_digest": plan.digest,
+        "target": plan.target,
+        "action": change.action.as_str(),
+        "email": change.email,
+        "user_id": user_id,
+        "outcome": outcome,
+        "error_code": error_code,
+    })
 }
 
 /// `show`'s epilogue: the plan's digest, target, roster source, age and expiry, as of

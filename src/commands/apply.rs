@@ -3,7 +3,8 @@
 //! check (`execute_changes`) take the changes to make, so that one-step apply can reuse
 //! them for a plan it has just made.
 
-use std::fs::{File, OpenOptions};
+use std::collections::HashSet;
+use std::fs::File;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -11,14 +12,16 @@ use std::sync::Arc;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
-use crate::apply::{self, ApplyReport, ChangeResult, StopFlag};
+use crate::apply::{self, ApplyReport, ChangeResult, Outcome, StopFlag};
 use crate::cli::{ApplyArgs, ApplyFormat, Common};
 use crate::config::{Connection, Env, same_target};
 use crate::drift;
 use crate::error::{Error, Exit};
+use crate::jsonout;
 use crate::model::Change;
 use crate::output::Output;
 use crate::planfile::Plan;
+use crate::regular_file;
 use crate::render;
 use crate::sanitize::sanitize;
 use crate::supabase::Client;
@@ -142,6 +145,12 @@ impl Session<'_> {
                 .into_iter()
                 .map(ChangeResult::already_applied),
         );
+        // Outcomes known now (skipped as already in effect) are recorded now.
+        if let Some(log) = log.as_mut() {
+            for r in &report.results {
+                log.outcome(plan, r);
+            }
+        }
 
         if !pending.is_empty() {
             out.stderr(&render::plan_text(plan, out.stderr_style));
@@ -161,11 +170,20 @@ impl Session<'_> {
                 self.format == ApplyFormat::Text && term::stderr_is_terminal(),
             );
             let stop = &self.interrupt.stop;
-            let (results, not_started) =
-                apply::execute(self.client, pending, self.concurrency, now(), stop, |_| {
-                    bar.inc(1)
-                })
-                .await;
+            let mut journal = Journal {
+                plan,
+                log: log.as_mut(),
+                bar: &bar,
+            };
+            let (results, not_started) = apply::execute(
+                self.client,
+                pending,
+                self.concurrency,
+                now(),
+                stop,
+                &mut journal,
+            )
+            .await;
             bar.finish_and_clear();
             report.results.extend(results);
             report.not_started = not_started;
@@ -178,8 +196,12 @@ impl Session<'_> {
                     Err(e) => {
                         out.error(&e);
                         out.stderr("error: could not check that the changes took effect\n");
-                        self.record(&mut log, &mut report);
+                        // The log keeps its `started` records: their outcome is unknown.
+                        self.record(&mut None, &mut report);
                         self.print_report(&report, false);
+                        if let Some(err) = log.and_then(ApplyLog::into_failure) {
+                            out.error(&err);
+                        }
                         // Writes were sent and their effect is unknown: exit 5, and a re-run
                         // of the same plan resumes (finished changes count as already applied).
                         return Ok(Exit::Partial);
@@ -188,9 +210,13 @@ impl Session<'_> {
             }
         }
 
-        let complete = !report.interrupted && report.failed() == 0;
+        let log_failure = log.as_ref().is_some_and(ApplyLog::failed);
+        let complete = !report.interrupted && report.failed() == 0 && !log_failure;
         self.record(&mut log, &mut report);
         self.print_report(&report, complete);
+        if let Some(err) = log.and_then(ApplyLog::into_failure) {
+            return Err(err);
+        }
         if report.interrupted {
             return Err(Error::Interrupted);
         }
@@ -229,24 +255,29 @@ impl Session<'_> {
 
     /// One line per change, in plan order, with its final outcome (after the check-read,
     /// so a record never says `applied` for a change that did not take effect): to stdout
-    /// with `--format json`, and to the `--log` file.
+    /// with `--format json`, and to the `--log` file for the outcomes not yet recorded
+    /// (failures and skipped changes were recorded as soon as they were known).
     fn record(&self, log: &mut Option<ApplyLog>, report: &mut ApplyReport) {
         report.results.sort_by(|a, b| a.change.cmp(&b.change));
         for r in &report.results {
             if self.format == ApplyFormat::Json {
-                self.out.stdout(&format!("{}\n", render::change_json(r)));
+                self.out.stdout(&format!(
+                    "{}\n",
+                    jsonout::to_string(&render::change_json(r))
+                ));
             }
             if let Some(log) = log.as_mut() {
-                log.write(self.plan, r);
+                log.outcome(self.plan, r);
             }
         }
     }
 
     fn print_report(&self, report: &ApplyReport, complete: bool) {
         match self.format {
-            ApplyFormat::Json => self
-                .out
-                .stdout(&format!("{}\n", render::apply_summary_json(report))),
+            ApplyFormat::Json => self.out.stdout(&format!(
+                "{}\n",
+                jsonout::to_string(&render::apply_summary_json(report))
+            )),
             ApplyFormat::Text => {
                 self.out.stderr(&render::apply_failures(report));
                 self.out.stdout(&render::apply_counters(report, complete));
@@ -255,42 +286,124 @@ impl Session<'_> {
     }
 }
 
-/// `apply --log FILE`: one JSON line per change, appended, owner-only permissions.
+/// What the executor reports as it goes: a `started` record before each write (a
+/// failed one stops new changes), a failed outcome as soon as it is known, and the bar.
+struct Journal<'a> {
+    plan: &'a Plan,
+    log: Option<&'a mut ApplyLog>,
+    bar: &'a indicatif::ProgressBar,
+}
+
+impl apply::Journal for Journal<'_> {
+    fn started(&mut self, change: &Change) -> bool {
+        match self.log.as_mut() {
+            Some(log) => log.started(self.plan, change),
+            None => true,
+        }
+    }
+
+    fn finished(&mut self, result: &ChangeResult) {
+        self.bar.inc(1);
+        // A failure is final (the check-read only re-judges successes): record it now.
+        if let (Some(log), Outcome::Failed { .. }) = (self.log.as_mut(), &result.outcome) {
+            log.outcome(self.plan, result);
+        }
+    }
+}
+
+/// `apply --log FILE`: JSON lines appended to a regular file (owner-only permissions):
+/// a `started` record before each write is sent, then each change's outcome once it is
+/// known. Each record is written whole with one `write` and not buffered, so it
+/// survives a crash of this process. The first failed write is kept: no record is
+/// attempted after it, and the command stops new changes and exits 5.
 pub struct ApplyLog {
     path: PathBuf,
     file: File,
-    broken: bool,
+    /// The file's length after the last whole record.
+    len: u64,
+    /// Changes whose outcome was recorded (each gets one).
+    recorded: HashSet<Change>,
+    failure: Option<String>,
 }
 
 impl ApplyLog {
+    /// Open for appending; anything but a regular file (or a new path) is refused before
+    /// any request (a FIFO would block, a device would swallow the record).
     pub fn open(path: &Path) -> Result<ApplyLog, Error> {
-        let mut options = OpenOptions::new();
-        options.create(true).append(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        let file = options.open(path).map_err(|e| Error::WriteFile {
+        let bad = |reason: String| Error::BadTarget {
+            flag: "--log",
             path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
+            reason,
+        };
+        regular_file::check(path).map_err(bad)?;
+        let file = regular_file::owner_only()
+            .create(true)
+            .append(true)
+            .open(path)
+            .map_err(|e| Error::WriteFile {
+                path: path.to_path_buf(),
+                reason: e.to_string(),
+            })?;
+        // The path may have changed between the check and the open.
+        match file.metadata() {
+            Ok(meta) if meta.is_file() => {}
+            _ => return Err(bad("is not a regular file".into())),
+        }
+        let len = file.metadata().map(|m| m.len()).unwrap_or(0);
         Ok(ApplyLog {
             path: path.to_path_buf(),
             file,
-            broken: false,
+            len,
+            recorded: HashSet::new(),
+            failure: None,
         })
     }
 
-    fn write(&mut self, plan: &Plan, r: &ChangeResult) {
-        let line = render::log_line(plan, r, OffsetDateTime::now_utc());
-        if !self.broken && writeln!(self.file, "{line}").is_err() {
-            // Keep applying: the writes matter more than the log, but say so once.
-            self.broken = true;
-            eprintln!(
-                "warning: cannot write to the log `{}`; continuing without it",
-                sanitize(&self.path.display().to_string())
-            );
+    /// Record that `change`'s write is about to be sent; false when the log failed.
+    fn started(&mut self, plan: &Plan, change: &Change) -> bool {
+        let line = render::log_started_line(plan, change, OffsetDateTime::now_utc());
+        self.append(&line)
+    }
+
+    /// Record `r`'s outcome, once per change.
+    fn outcome(&mut self, plan: &Plan, r: &ChangeResult) {
+        if self.recorded.insert(r.change.clone()) {
+            let line = render::log_line(plan, r, OffsetDateTime::now_utc());
+            self.append(&line);
         }
+    }
+
+    fn append(&mut self, record: &serde_json::Value) -> bool {
+        if self.failure.is_some() {
+            return false;
+        }
+        let mut line = jsonout::to_string(record);
+        line.push('\n');
+        match self.file.write_all(line.as_bytes()) {
+            Ok(()) => {
+                self.len += line.len() as u64;
+                true
+            }
+            Err(e) => {
+                // Part of the record may have been written (a full disk, a size limit):
+                // cut it off, so the log holds whole records only. Best effort: the
+                // error that matters is the one in hand.
+                let _ = self.file.set_len(self.len);
+                self.failure = Some(e.to_string());
+                false
+            }
+        }
+    }
+
+    fn failed(&self) -> bool {
+        self.failure.is_some()
+    }
+
+    /// The error to exit with, if a write failed.
+    fn into_failure(self) -> Option<Error> {
+        self.failure.map(|reason| Error::LogFailed {
+            path: self.path,
+            reason,
+        })
     }
 }

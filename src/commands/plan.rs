@@ -12,6 +12,7 @@ use crate::model::{Protection, RosterSource};
 use crate::output::Output;
 use crate::planfile::{Plan, PlanMeta};
 use crate::reconcile;
+use crate::regular_file;
 use crate::render;
 use crate::sanitize::sanitize;
 use crate::supabase::Client;
@@ -61,16 +62,41 @@ pub async fn run(
     out: &Output,
 ) -> Result<Exit, Error> {
     let request = PlanRequest::from_args(args)?;
+    let to_stdout = args.out.as_os_str() == "-";
+    if !to_stdout {
+        check_out(&args.out, &request.source)?;
+    }
     let conn = Connection::from_env(env)?;
     let client = client_for(&conn, common)?;
     let plan = make(&request, &conn, &client, out).await?;
-    plan.write_atomic(&args.out)?;
-    present(&plan, &args.out, args.format, out);
+    if to_stdout {
+        present_on_stdout(&plan, args.format, out);
+    } else {
+        plan.write_atomic(&args.out)?;
+        present(&plan, &args.out, args.format, out);
+    }
     Ok(if args.detailed_exitcode && plan.summary.has_changes() {
         Exit::Changes
     } else {
         Exit::Success
     })
+}
+
+/// `--out` replaces nothing but a regular file, and never the roster file it reads:
+/// checked before any request (`write_atomic` checks the path again as it writes).
+pub fn check_out(path: &Path, source: &RosterSource) -> Result<(), Error> {
+    let bad = |reason: String| Error::BadTarget {
+        flag: "--out",
+        path: path.to_path_buf(),
+        reason,
+    };
+    regular_file::check(path).map_err(bad)?;
+    if let RosterSource::File(roster) = source
+        && regular_file::same_file(path, Path::new(roster))
+    {
+        return Err(bad("is the roster file".into()));
+    }
+    Ok(())
 }
 
 /// Read the state and make the plan: reconcile, print the warnings, apply the guards
@@ -125,6 +151,18 @@ pub async fn make(
             generator_version: env!("CARGO_PKG_VERSION").to_string(),
         },
     ))
+}
+
+/// `--out -`: the plan JSON is stdout's only content; the rendering asked for (the diff,
+/// or Markdown) goes to stderr, then where the plan went.
+fn present_on_stdout(plan: &Plan, format: PlanFormat, out: &Output) {
+    out.stdout(&plan.to_pretty_json());
+    match format {
+        PlanFormat::Text => out.stderr(&render::plan_text(plan, out.stderr_style)),
+        PlanFormat::Markdown => out.stderr(&render::plan_markdown(plan)),
+        PlanFormat::Json => {}
+    }
+    out.stderr(&format!("Plan written to stdout ({}).\n", plan.digest));
 }
 
 /// Show a plan just written to `path`, in the format asked for.

@@ -5,6 +5,7 @@ use time::OffsetDateTime;
 
 use crate::cli::{PlanFormat, ShowArgs};
 use crate::error::{Error, Exit};
+use crate::jsonout;
 use crate::output::Output;
 use crate::planfile::Plan;
 use crate::render;
@@ -16,7 +17,8 @@ pub fn run(args: &ShowArgs, out: &Output) -> Result<Exit, Error> {
     })?;
     let plan = super::checked(Plan::parse(&text, &args.plan)?)?;
     match args.format {
-        PlanFormat::Json => out.stdout(&text),
+        // As stored, with controls and bidi characters escaped (same values).
+        PlanFormat::Json => out.stdout(&jsonout::escape_text(&text)),
         PlanFormat::Markdown => out.stdout(&render::plan_markdown(&plan)),
         PlanFormat::Text => {
             out.stdout(&render::plan_text(&plan, out.stdout_style));

@@ -53,7 +53,19 @@ impl World {
 
     /// The binary with a clean environment pointed at this world's sandbox.
     pub fn std_command(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("provision"));
+        self.program(assert_cmd::cargo::cargo_bin!("provision"), args)
+    }
+
+    /// `sh -c script` in this world's environment, `$PROVISION` naming the binary (for
+    /// what only a shell sets up: resource limits, ignored signals).
+    pub fn shell(&self, script: &str) -> Run {
+        let mut cmd = self.program(Path::new("sh"), &["-c", script]);
+        cmd.env("PROVISION", assert_cmd::cargo::cargo_bin!("provision"));
+        self.finish(cmd.output().expect("run sh"))
+    }
+
+    fn program(&self, program: &Path, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("MAP_SUPABASE_URL", self.sandbox.url())
@@ -181,7 +193,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 out.extend(walk(&p));
-            } else {
+            } else if p.is_file() {
+                // Only regular files: reading a FIFO a test made would block.
                 out.push(p);
             }
         }

@@ -171,3 +171,277 @@ fn two_concurrent_applies_of_one_plan_count_each_create_once() {
         "no duplicate user: {posts} POSTs"
     );
 }
+
+fn mkfifo(path: &std::path::Path) {
+    let status = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[cfg(unix)]
+fn is_char_device(path: &str) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    std::fs::metadata(path)
+        .unwrap()
+        .file_type()
+        .is_char_device()
+}
+
+#[test]
+fn plan_refuses_an_out_path_that_is_not_a_regular_file_before_any_request() {
+    let world = World::team();
+    mkfifo(&world.path("fifo"));
+    std::fs::create_dir(world.path("dir")).unwrap();
+    // /dev/null must stay the system's device: it is refused, never replaced (the
+    // tests may run as root, who could rename over it).
+    for (out, what) in [
+        ("fifo", "is a FIFO"),
+        ("dir", "is a directory"),
+        ("/dev/null", "is a character device"),
+    ] {
+        let run = world.run(&["plan", "--out", out]);
+        run.code(1);
+        assert_eq!(run.stdout, "");
+        assert_eq!(
+            run.stderr,
+            format!(
+                "error: `--out` `{out}` {what}, not a regular file; nothing was read or written\n\
+                 Name a regular file (or a new path) that is not the roster file.\n"
+            )
+        );
+    }
+    assert!(world.sandbox.requests().is_empty(), "no request was sent");
+    assert!(is_char_device("/dev/null"));
+}
+
+#[test]
+fn plan_refuses_to_write_its_plan_over_the_roster_file() {
+    let world = World::team();
+    let roster = "- email: ada@example.com\n";
+    std::fs::write(world.path("roster.yaml"), roster).unwrap();
+    let run = world.run(&[
+        "plan",
+        "--roster-file",
+        "roster.yaml",
+        "--out",
+        "./roster.yaml",
+    ]);
+    run.code(1);
+    assert_eq!(
+        run.stderr,
+        "error: `--out` `./roster.yaml` is the roster file; nothing was read or written\n\
+         Name a regular file (or a new path) that is not the roster file.\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(world.path("roster.yaml")).unwrap(),
+        roster
+    );
+    assert!(world.sandbox.requests().is_empty());
+}
+
+#[test]
+fn plan_out_dash_writes_the_plan_json_to_stdout_and_no_file() {
+    let world = World::team();
+    let run = world.run(&["plan", "--out", "-", "--color", "never"]);
+    run.code(0);
+    let plan: serde_json::Value = serde_json::from_str(&run.stdout).unwrap();
+    assert_eq!(plan["summary"]["create"], 4);
+    assert!(
+        run.stderr.contains(
+            "they are merged into one\nPlan: 4 to create, 0 to restore, 1 to ban, 22 unchanged.\n"
+        ),
+        "the diff goes to stderr: {}",
+        run.stderr
+    );
+    assert!(run.stderr.ends_with(&format!(
+        "Plan written to stdout ({}).\n",
+        plan["digest"].as_str().unwrap()
+    )));
+    assert_eq!(std::fs::read_dir(world.dir.path()).unwrap().count(), 0);
+    // What stdout carried is a plan apply takes.
+    std::fs::write(world.path("piped.json"), &run.stdout).unwrap();
+    world.run(&["apply", "piped.json", "--yes"]).code(0);
+}
+
+#[test]
+fn apply_log_refuses_a_fifo_or_a_device_before_any_request() {
+    let world = World::team();
+    world.plan(&[]).code(0);
+    mkfifo(&world.path("log.fifo"));
+    world.sandbox.clear_requests();
+    for (log, what) in [
+        ("log.fifo", "is a FIFO"),
+        ("/dev/full", "is a character device"),
+    ] {
+        let run = world.run(&["apply", "plan.json", "--yes", "--log", log]);
+        run.code(1);
+        assert_eq!(
+            run.stderr,
+            format!(
+                "error: `--log` `{log}` {what}, not a regular file; nothing was read or written\n\
+                 Name a regular file (or a new path) that is not the roster file.\n"
+            )
+        );
+    }
+    assert!(world.sandbox.requests().is_empty());
+}
+
+/// The log's lines as JSON.
+fn log_lines(world: &World, name: &str) -> Vec<serde_json::Value> {
+    std::fs::read_to_string(world.path(name))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn apply_log_has_a_started_record_before_each_write_and_the_outcome_after() {
+    let world = World::team();
+    world.plan(&[]).code(0);
+    world
+        .run(&["apply", "plan.json", "--yes", "--log", "apply.log"])
+        .code(0);
+    let lines = log_lines(&world, "apply.log");
+    assert_eq!(
+        lines.len(),
+        10,
+        "a started and an outcome record per change"
+    );
+    let key = |l: &serde_json::Value| (l["action"].clone(), l["email"].clone());
+    for (i, line) in lines.iter().enumerate() {
+        let outcome = line["outcome"].as_str().unwrap();
+        let earlier: Vec<&str> = lines[..i]
+            .iter()
+            .filter(|l| key(l) == key(line))
+            .map(|l| l["outcome"].as_str().unwrap())
+            .collect();
+        match outcome {
+            "started" => assert!(earlier.is_empty(), "{line}"),
+            "applied" => assert_eq!(earlier, ["started"], "{line}"),
+            other => panic!("unexpected outcome {other}: {line}"),
+        }
+        assert_eq!(line["plan_digest"], world.read_plan("plan.json")["digest"]);
+    }
+    // Every applied record comes after the last started one: outcomes follow the check-read.
+    let last_started = lines
+        .iter()
+        .rposition(|l| l["outcome"] == "started")
+        .unwrap();
+    let first_applied = lines
+        .iter()
+        .position(|l| l["outcome"] == "applied")
+        .unwrap();
+    assert!(first_applied > last_started);
+
+    // A re-run records each change once, as already applied, with nothing started.
+    world
+        .run(&["apply", "plan.json", "--yes", "--log", "apply.log"])
+        .code(0);
+    let again = &log_lines(&world, "apply.log")[10..];
+    assert_eq!(again.len(), 5);
+    assert!(again.iter().all(|l| l["outcome"] == "already_applied"));
+}
+
+/// Bytes in one block of `ulimit -f` for the shell that runs the test's commands.
+fn ulimit_block() -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let probe = dir.path().join("probe");
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "ulimit -f 1; trap '' XFSZ; head -c 4096 /dev/zero > '{}'",
+            probe.display()
+        ))
+        .status()
+        .unwrap();
+    std::fs::metadata(&probe).unwrap().len()
+}
+
+#[test]
+fn apply_stops_new_changes_and_exits_5_when_the_log_cannot_be_written_mid_run() {
+    let world = World::team();
+    world.plan(&[]).code(0);
+    // A log file whose writes start failing (EFBIG) after one more record: the file size
+    // limit of the process, set by the shell, with the signal it raises ignored.
+    let block = ulimit_block();
+    let blocks = 4;
+    let filler = (blocks * block - 400) as usize;
+    std::fs::write(world.path("apply.log"), " ".repeat(filler - 1) + "\n").unwrap();
+    world.sandbox.clear_requests();
+    let run = world.shell(&format!(
+        "ulimit -f {blocks}; trap '' XFSZ; exec \"$PROVISION\" apply plan.json --yes --concurrency 1 --log apply.log"
+    ));
+    run.code(5);
+    assert_eq!(world.writes(), 1, "one change was started, then none");
+    assert!(
+        run.stderr
+            .contains("error: cannot write the log `apply.log`: ")
+            && run.stderr.contains("; no further change was started\n"),
+        "{}",
+        run.stderr
+    );
+    let text = std::fs::read_to_string(world.path("apply.log")).unwrap();
+    let records: Vec<&str> = text.lines().skip(1).collect();
+    assert_eq!(records.len(), 1, "{text}");
+    assert!(records[0].contains(r#""outcome":"started""#), "{text}");
+}
+
+/// No raw control, separator, bidi or zero-width character in `text`.
+fn assert_escaped(what: &str, text: &str) {
+    let raw = text
+        .chars()
+        .find(|&c| provision::sanitize::needs_escape(c) && !matches!(c, '\n' | '\t' | '\r'));
+    assert_eq!(raw, None, "{what}: {text}");
+}
+
+#[test]
+fn every_json_output_escapes_controls_separators_and_bidi_characters() {
+    let world = World::team();
+    // The server holds what it holds: an active leaver whose email carries a bidi
+    // override, a C1 control and a line separator.
+    let evil = "admin\u{202e}moc\u{85}x\u{2028}@evil.com";
+    world.sandbox.add_user(NewUser::email(evil));
+    let run = world.run(&["plan", "--out", "plan.json", "--format", "json"]);
+    run.code(0);
+    assert_escaped("plan --format json", &run.stdout);
+    assert!(
+        run.stdout
+            .contains(r#""email": "admin\u202emoc\u0085x\u2028@evil.com""#)
+    );
+    let file = std::fs::read_to_string(world.path("plan.json")).unwrap();
+    assert_escaped("the plan file", &file);
+    assert_eq!(file, run.stdout, "the same JSON as the file");
+
+    // The digest covers the decoded values: the same plan written raw verifies too.
+    let raw = serde_json::to_string_pretty(&world.read_plan("plan.json")).unwrap();
+    assert!(raw.contains('\u{202e}'));
+    std::fs::write(world.path("raw.json"), &raw).unwrap();
+    let shown = world.run(&["show", "raw.json", "--format", "json"]);
+    shown.code(0);
+    assert_escaped("show --format json", &shown.stdout);
+    let back: serde_json::Value = serde_json::from_str(&shown.stdout).unwrap();
+    assert_eq!(back, world.read_plan("plan.json"));
+
+    let run = world.run(&[
+        "apply",
+        "raw.json",
+        "--yes",
+        "--format",
+        "json",
+        "--log",
+        "apply.log",
+    ]);
+    run.code(0);
+    assert_escaped("apply --format json", &run.stdout);
+    assert!(
+        run.stdout
+            .contains(r#""email":"admin\u202emoc\u0085x\u2028@evil.com""#)
+    );
+    assert_escaped(
+        "--log",
+        &std::fs::read_to_string(world.path("apply.log")).unwrap(),
+    );
+}
