@@ -11,6 +11,7 @@ mod retry;
 mod skim;
 
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::{Duration, SystemTime};
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
@@ -71,6 +72,8 @@ struct Inner {
     limiter: Limiter,
     concurrency: usize,
     scrub: Scrubber,
+    /// The total of the last complete user listing (0 until one): bounds look-ups.
+    listed_total: AtomicU64,
 }
 
 impl std::fmt::Debug for Client {
@@ -119,6 +122,16 @@ struct Answer {
     body: Vec<u8>,
 }
 
+/// The most of one response body the client reads (the contract: 64 MiB). At 1000 users
+/// a page, a page is about 1 MiB; a longer answer is broken or hostile.
+const MAX_BODY: usize = 64 << 20;
+
+/// Why reading one answer stopped.
+enum Read {
+    Network(reqwest::Error),
+    TooLarge,
+}
+
 /// A failure of one try, with what the retry loop needs to know about it.
 struct TryFailure {
     failure: ApiFailure,
@@ -159,6 +172,7 @@ impl Client {
                 limiter: Limiter::new(concurrency),
                 concurrency,
                 scrub: Scrubber::new(cfg.key.expose()),
+                listed_total: AtomicU64::new(0),
             }),
         })
     }
@@ -243,11 +257,22 @@ impl Client {
             req = req.json(body);
         }
         let result = async {
-            let resp = req.send().await?;
+            let mut resp = req.send().await.map_err(Read::Network)?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await?.to_vec();
-            Ok::<_, reqwest::Error>(Answer {
+            // Streamed and checked as it arrives: a body (or a `Content-Length`) past the
+            // cap is refused, never gathered into memory first.
+            if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+                return Err(Read::TooLarge);
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(Read::Network)? {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(Read::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Answer {
                 status,
                 headers,
                 body,
@@ -281,7 +306,19 @@ impl Client {
                     retry_after,
                 })
             }
-            Err(e) => Err(self.network_failure(&spec.describe, e)),
+            Err(Read::Network(e)) => Err(self.network_failure(&spec.describe, e)),
+            // The same request would get the same answer: not retried.
+            Err(Read::TooLarge) => Err(TryFailure {
+                failure: self.bad_response(
+                    spec,
+                    format!(
+                        "the answer is longer than {} MiB, the most provision reads of one answer; refusing to read more",
+                        MAX_BODY >> 20
+                    ),
+                ),
+                retryable: false,
+                retry_after: None,
+            }),
         }
     }
 
@@ -527,6 +564,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_email_look_up_reads_no_more_pages_than_a_full_listing() {
+        // The full listing holds 2 users (one page); the look-up then gets pages full of
+        // other users with a huge total, for as long as it keeps asking.
+        let listing = ok(
+            "X-Total-Count: 2\r\n",
+            r#"{"users":[{"id":"a","email":"a@example.com"},{"id":"b","email":"b@example.com"}]}"#,
+        );
+        let others: Vec<String> = (0..1000)
+            .map(|i| {
+                format!(
+                    r#"{{"id":"{i:08x}-0000-4000-8000-000000000000","email":"x{i}@example.com"}}"#
+                )
+            })
+            .collect();
+        let full = ok(
+            "X-Total-Count: 9000000\r\n",
+            &format!(r#"{{"users":[{}]}}"#, others.join(",")),
+        );
+        let base = canned(vec![listing, full.clone(), full.clone(), full]).await;
+        let c = client(&base, JWT);
+        assert_eq!(c.list_users().await.unwrap().len(), 2);
+        let f = c.find_users_by_email("ada@example.com").await.unwrap_err();
+        assert_eq!(f.kind, FailureKind::BadResponse);
+        assert!(
+            f.message.contains("did not end within 2 pages"),
+            "{}",
+            f.message
+        );
+    }
+
+    /// A restore answered with `answer`, which must fail.
+    async fn failed_restore(answer: String) -> ApiFailure {
+        let base = canned(vec![answer]).await;
+        client(&base, JWT)
+            .set_ban_duration("9f2e0000-0000-4000-8000-00000000000a", "none")
+            .await
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_content_length_over_64_mib_is_refused_before_reading() {
+        let huge = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 2000000000\r\n\r\n{".to_string();
+        let f = failed_restore(huge).await;
+        assert_eq!(f.kind, FailureKind::BadResponse);
+        assert_eq!(
+            f.to_string(),
+            "PUT /auth/v1/admin/users/9f2e0000-0000-4000-8000-00000000000a: the answer is longer than 64 MiB, the most provision reads of one answer; refusing to read more"
+        );
+    }
+
+    #[tokio::test]
     async fn a_roster_page_without_an_exact_count_is_refused() {
         let base = canned(vec![ok(
             "Content-Range: 0-0/*\r\n",
@@ -554,11 +642,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_unparsable_success_body_is_a_bad_response() {
-        let base = canned(vec![ok("", "<html>hello</html>")]).await;
-        let f = client(&base, JWT)
-            .set_ban_duration("9f2e0000-0000-4000-8000-00000000000a", "none")
-            .await
-            .unwrap_err();
+        let f = failed_restore(ok("", "<html>hello</html>")).await;
         assert_eq!(f.kind, FailureKind::BadResponse);
         assert_eq!(
             f.request,

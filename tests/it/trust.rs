@@ -445,3 +445,74 @@ fn every_json_output_escapes_controls_separators_and_bidi_characters() {
         &std::fs::read_to_string(world.path("apply.log")).unwrap(),
     );
 }
+
+/// GET requests the sandbox saw for this path.
+fn gets(world: &World, path: &str) -> usize {
+    world
+        .sandbox
+        .requests()
+        .iter()
+        .filter(|r| r.method == "GET" && r.path == path)
+        .count()
+}
+
+const USERS: &str = "/auth/v1/admin/users";
+const ROSTER: &str = "/rest/v1/organization_people";
+
+#[test]
+fn plan_refuses_a_total_over_ten_million_without_paging_through_it() {
+    let world = World::team();
+    world.sandbox.faults().claim_total(1_000_000_000_000);
+    let run = world.plan(&[]);
+    run.code(1);
+    assert!(
+        run.stderr.contains(
+            "counts 1000000000000 rows, more than the 10000000 provision reads; a total like that is not believed"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert!(!world.path("plan.json").exists());
+    // One page of each listing, then the refusal.
+    assert_eq!((gets(&world, USERS), gets(&world, ROSTER)), (1, 1));
+}
+
+#[test]
+fn plan_with_a_lying_total_asks_for_a_bounded_number_of_pages_and_refuses() {
+    let world = World::team();
+    // 5,000 claimed; 27 users and 27 rows really there.
+    world.sandbox.faults().claim_total(5_000);
+    let run = world.plan(&[]);
+    run.code(1);
+    assert!(
+        run.stderr.contains("error: incomplete listing of "),
+        "{}",
+        run.stderr
+    );
+    assert!(!world.path("plan.json").exists());
+    // Users: three scans of one page each (page 1 already falls short of the total).
+    assert_eq!(gets(&world, USERS), 3);
+    // Roster: three reads of the first page and one window (4 per request slot, 8 slots).
+    let roster = gets(&world, ROSTER);
+    assert!(roster <= 3 * (1 + 32), "{roster} roster requests");
+}
+
+#[test]
+fn an_endless_answer_is_cut_off_at_64_mib_and_named() {
+    let world = World::team();
+    world
+        .sandbox
+        .faults()
+        .endless_body("GET /auth/v1/admin/users");
+    let run = world.plan(&[]);
+    run.code(1);
+    assert!(
+        run.stderr.contains(
+            "GET /auth/v1/admin/users?page=1&per_page=1000&sort=created_at%20asc: the answer is longer than 64 MiB, the most provision reads of one answer; refusing to read more"
+        ),
+        "{}",
+        run.stderr
+    );
+    // Not retried: the same request would get the same answer.
+    assert_eq!(gets(&world, USERS), 1);
+}
