@@ -121,7 +121,8 @@ pub fn parse_target_url(raw: &str) -> Result<Url, Error> {
     Ok(url)
 }
 
-fn is_loopback(host: &Host<&str>) -> bool {
+/// `localhost`, `127.0.0.0/8` or `::1`: where plain http is allowed and no proxy is used.
+pub fn is_loopback(host: &Host<&str>) -> bool {
     match host {
         Host::Domain(d) => d.eq_ignore_ascii_case("localhost"),
         Host::Ipv4(ip) => IpAddr::V4(*ip).is_loopback(),

@@ -19,7 +19,7 @@ use reqwest::{Method, redirect};
 use serde_json::Value;
 use url::Url;
 
-use crate::config::SecretKey;
+use crate::config::{SecretKey, is_loopback};
 use crate::error::{ApiFailure, Error, FailureKind};
 
 use failure::Scrubber;
@@ -152,7 +152,15 @@ impl Client {
 
         let headers = default_headers(&cfg.key)?;
         let timeout = cfg.timeout.max(Duration::from_millis(1));
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        // The proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`) are
+        // honoured for a remote target (reqwest reads them), but a loopback target never
+        // goes through a proxy: it would carry the key, in clear over plain http, to
+        // another host.
+        if base.host().is_some_and(|h| is_loopback(&h)) {
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .user_agent(CLIENT_INFO)
             .default_headers(headers)
             .timeout(timeout)

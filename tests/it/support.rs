@@ -158,7 +158,12 @@ impl World {
 
 /// The key, and the parts of it that would betray it if printed (a JWT's signature).
 fn key_needles(key: &str) -> Vec<String> {
+    // The key cut short at either end betrays it too.
     let mut v = vec![key.to_string()];
+    if key.len() > 24 {
+        v.push(key[..key.len() - 4].to_string());
+        v.push(key[4..].to_string());
+    }
     if let Some(sig) = key
         .rsplit('.')
         .next()

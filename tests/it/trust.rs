@@ -516,3 +516,89 @@ fn an_endless_answer_is_cut_off_at_64_mib_and_named() {
     // Not retried: the same request would get the same answer.
     assert_eq!(gets(&world, USERS), 1);
 }
+
+#[test]
+fn the_key_is_redacted_whole_and_in_part_from_what_the_server_says() {
+    let world = World::team();
+    let key = world.key.clone();
+    let sig = key.rsplit('.').next().unwrap().to_string();
+    let partial = &key[..key.len() - 4];
+    world.sandbox.faults().fail_always(
+        "GET /auth/v1/admin/users",
+        provision::sandbox::Failure::status(400)
+            .code("validation_failed")
+            .message(&format!("header was {partial}; signature {sig}")),
+    );
+    let run = world.plan(&[]);
+    run.code(1);
+    assert!(
+        run.stderr
+            .contains("validation_failed`: header was [redacted]; signature [redacted]"),
+        "{}",
+        run.stderr
+    );
+    for window in key.as_bytes().windows(16) {
+        let window = std::str::from_utf8(window).unwrap();
+        assert!(!run.stderr.contains(window), "{window} in {}", run.stderr);
+    }
+}
+
+#[test]
+fn a_loopback_target_never_goes_through_a_proxy() {
+    let mut world = World::team();
+    // A proxy that is not there: any request sent to it would fail.
+    for var in [
+        "HTTP_PROXY",
+        "http_proxy",
+        "HTTPS_PROXY",
+        "https_proxy",
+        "ALL_PROXY",
+        "all_proxy",
+    ] {
+        world.env.push((var.into(), "http://127.0.0.1:9".into()));
+    }
+    world.plan(&[]).code(0);
+    assert_eq!(world.read_plan("plan.json")["summary"]["create"], 4);
+}
+
+#[test]
+fn a_remote_target_goes_through_the_configured_proxy() {
+    use std::io::{BufRead, BufReader, Write};
+    // A stand-in proxy that records the first request line it gets, then refuses.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let proxy = format!("http://{}", listener.local_addr().unwrap());
+    listener.set_nonblocking(true).unwrap();
+    let seen = std::thread::spawn(move || {
+        // Give up after a generous while (the test then fails on the empty line).
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut sock = loop {
+            match listener.accept() {
+                Ok((sock, _)) => break sock,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                Err(_) => return String::new(),
+            }
+        };
+        sock.set_nonblocking(false).unwrap();
+        let mut line = String::new();
+        BufReader::new(sock.try_clone().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let _ = sock.write_all(b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\n\r\n");
+        line
+    });
+    let mut world = World::team();
+    world.env.push(("HTTPS_PROXY".into(), proxy));
+    let run = world
+        .command(&["plan"])
+        .env("MAP_SUPABASE_URL", "https://abcd.supabase.example")
+        .output()
+        .unwrap();
+    let run = world.finish(run);
+    run.code(1);
+    assert_eq!(
+        seen.join().unwrap(),
+        "CONNECT abcd.supabase.example:443 HTTP/1.1\r\n"
+    );
+}
