@@ -127,6 +127,23 @@ pub enum Error {
     #[error("error: `{flag}`: {reason}")]
     BadFlag { flag: &'static str, reason: String },
 
+    #[error(
+        "error: the policy file `{path}` given with `--config` does not exist\nCheck the path, or leave `--config` out to read `provision.toml` from the working directory when it is there."
+    )]
+    ConfigMissing { path: PathBuf },
+
+    #[error(
+        "error: `{path}`{}: {reason}\nFix the policy file and run the command again; nothing was read from Supabase.",
+        policy_location(*.line, .key)
+    )]
+    PolicyFile {
+        path: PathBuf,
+        line: Option<usize>,
+        /// `policy.max_bans`, or empty when the file does not parse as TOML.
+        key: String,
+        reason: String,
+    },
+
     // ---- reading from Supabase (exit 1) ----
     #[error(
         "error: authentication failed ({failure})\nCheck that `MAP_SUPABASE_SERVICE_ROLE_KEY` is the service_role key of the project at `MAP_SUPABASE_URL`."
@@ -219,6 +236,11 @@ pub enum Error {
     NotConfirmed,
 
     #[error(
+        "error: the policy file `{path}` requires {required} approval(s), so apply without a plan file is refused; nothing was changed\nRun `provision plan`, have the plan approved, then `provision apply PLAN`."
+    )]
+    ApprovalsRequired { path: PathBuf, required: u32 },
+
+    #[error(
         "error: refusing to apply without confirmation: stdin or stderr is not a terminal\nPass `--yes` to apply non-interactively (e.g. in CI), after reviewing the plan."
     )]
     NeedsYes,
@@ -245,6 +267,7 @@ impl Error {
             MissingEnv(_) | BadUrl { .. } | InsecureUrl | BadKey { .. } | BadFlag { .. } => {
                 Exit::Error
             }
+            ConfigMissing { .. } | PolicyFile { .. } => Exit::Error,
             AuthFailed { .. } | SchemaNotExposed { .. } | RosterTable { .. } | Api(_) => {
                 Exit::Error
             }
@@ -255,10 +278,21 @@ impl Error {
                 Exit::Refused
             }
             WrongTarget { .. } | Drift | NotConfirmed | NeedsYes => Exit::Refused,
+            ApprovalsRequired { .. } => Exit::Refused,
             Partial { .. } => Exit::Partial,
             Interrupted => Exit::Interrupted,
             Internal(_) => Exit::Error,
         }
+    }
+}
+
+/// ` line 3, key `policy.max_bans``, as much of it as is known.
+fn policy_location(line: Option<usize>, key: &str) -> String {
+    match (line, key) {
+        (Some(line), "") => format!(" line {line}"),
+        (Some(line), key) => format!(" line {line}, key `{key}`"),
+        (None, "") => String::new(),
+        (None, key) => format!(", key `{key}`"),
     }
 }
 

@@ -9,6 +9,7 @@ pub mod drift;
 pub mod error;
 pub mod model;
 pub mod planfile;
+pub mod policyfile;
 pub mod reconcile;
 pub mod render;
 pub mod report;
@@ -26,13 +27,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::apply::{ApplyReport, ChangeResult, StopFlag};
-use crate::cli::{ApplyArgs, ApplyFormat, Cli, Command, Common, PlanArgs, PlanFormat, ShowArgs};
-use crate::config::{Connection, Env, process_env, same_target, use_color};
+use crate::cli::{
+    ApplyArgs, ApplyFormat, Cli, ColorChoice, Command, PlanArgs, PlanFormat, ShowArgs,
+};
+use crate::config::{
+    ApplyConfig, ApplyMode, ClientSettings, Connection, Env, PlanConfig, process_env, same_target,
+    use_color,
+};
 use crate::error::{Error, Exit};
 use crate::model::{AuthUser, Protection, RosterEntry, RosterSource};
 use crate::planfile::{Plan, PlanMeta};
@@ -55,7 +61,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::parse_args(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -67,10 +73,10 @@ where
             };
         }
     };
-    let out = Output::new(&cli.common, env);
+    let out = Output::new(cli.command.color(), env);
     let result = match cli.command {
-        Command::Plan(ref args) => with_runtime(|| plan_cmd(args, &cli.common, env, &out)),
-        Command::Apply(ref args) => with_runtime(|| apply_cmd(args, &cli.common, env, &out)),
+        Command::Plan(ref args) => with_runtime(|| plan_cmd(args, env, &out)),
+        Command::Apply(ref args) => with_runtime(|| apply_cmd(args, env, &out)),
         Command::Show(ref args) => show_cmd(args, &out),
         Command::Completions { shell } => {
             let mut buf = Vec::new();
@@ -78,7 +84,7 @@ where
             out.stdout_bytes(&buf);
             Ok(Exit::Success)
         }
-        Command::Man => {
+        Command::Man { .. } => {
             let mut buf = Vec::new();
             match clap_mangen::Man::new(Cli::command()).render(&mut buf) {
                 Ok(()) => {
@@ -125,13 +131,13 @@ struct Output {
 }
 
 impl Output {
-    fn new(common: &Common, env: &Env<'_>) -> Output {
+    fn new(color: ColorChoice, env: &Env<'_>) -> Output {
         Output {
             stdout_style: Style {
-                color: use_color(common.color, term::stdout_is_terminal(), env),
+                color: use_color(color, term::stdout_is_terminal(), env),
             },
             stderr_style: Style {
-                color: use_color(common.color, term::stderr_is_terminal(), env),
+                color: use_color(color, term::stderr_is_terminal(), env),
             },
         }
     }
@@ -172,12 +178,12 @@ impl Output {
     }
 }
 
-fn client_for(conn: &Connection, common: &Common) -> Result<Client, Error> {
+fn client_for(conn: &Connection, settings: &ClientSettings) -> Result<Client, Error> {
     Client::new(ClientConfig {
         base_url: conn.url.clone(),
         key: conn.key.clone(),
-        concurrency: common.concurrency as usize,
-        timeout: Duration::from_secs(common.timeout),
+        concurrency: settings.concurrency,
+        timeout: settings.timeout,
         retry: RetryPolicy::default(),
     })
 }
@@ -212,32 +218,15 @@ fn now() -> OffsetDateTime {
     now.replace_nanosecond(0).unwrap_or(now)
 }
 
-async fn plan_cmd(
-    args: &PlanArgs,
-    common: &Common,
-    env: &Env<'_>,
-    out: &Output,
-) -> Result<Exit, Error> {
+async fn plan_cmd(args: &PlanArgs, env: &Env<'_>, out: &Output) -> Result<Exit, Error> {
+    let config = PlanConfig::resolve(args, Path::new(""))?;
     let conn = Connection::from_env(env)?;
-    let source = match (&args.roster_table, &args.roster_file) {
-        (Some((schema, table)), _) => RosterSource::Table {
-            schema: schema.clone(),
-            table: table.clone(),
-        },
-        (None, Some(path)) => {
-            let path = path.to_str().ok_or(Error::BadFlag {
-                flag: "--roster-file",
-                reason: "the path is not valid UTF-8".into(),
-            })?;
-            RosterSource::File(path.to_string())
-        }
-        (None, None) => RosterSource::default_table(),
-    };
-    let client = client_for(&conn, common)?;
+    let source = config.policy.source.clone();
+    let client = client_for(&conn, &config.client)?;
     let (roster, users) = read_state(&client, &source).await?;
 
     let mut protection = Protection::default();
-    for p in &args.protect {
+    for p in &config.policy.protect {
         protection.add(p);
     }
     let now = now();
@@ -250,13 +239,14 @@ async fn plan_cmd(
         out.warn(&w.to_string());
     }
 
-    if rec.observed.roster.is_empty() && !args.allow_empty_roster {
+    if rec.observed.roster.is_empty() && !config.policy.allow_empty_roster {
         return Err(Error::EmptyRoster {
             rows: roster_rows,
             source_name: source.to_string(),
         });
     }
-    let max_bans = args
+    let max_bans = config
+        .policy
         .max_bans
         .unwrap_or_else(|| (rec.active_with_email / 10).max(10));
     if rec.summary.ban > max_bans {
@@ -266,7 +256,7 @@ async fn plan_cmd(
         });
     }
 
-    let expires = time::Duration::try_from(args.expires_in)
+    let expires = time::Duration::try_from(config.policy.expires_in)
         .map_err(|e| Error::Internal(format!("--expires-in out of range: {e}")))?;
     let plan = Plan::from_reconciliation(
         rec,
@@ -324,12 +314,11 @@ fn show_cmd(args: &ShowArgs, out: &Output) -> Result<Exit, Error> {
     Ok(Exit::Success)
 }
 
-async fn apply_cmd(
-    args: &ApplyArgs,
-    common: &Common,
-    env: &Env<'_>,
-    out: &Output,
-) -> Result<Exit, Error> {
+async fn apply_cmd(args: &ApplyArgs, env: &Env<'_>, out: &Output) -> Result<Exit, Error> {
+    let config = ApplyConfig::resolve(args, Path::new(""))?;
+    let ApplyMode::Saved(plan_path) = &config.mode else {
+        return Err(Error::Internal("one-step apply is not wired yet".into()));
+    };
     // Ctrl-C from here on: stop starting work, let requests in flight finish, exit 130.
     let stop = StopFlag::default();
     let interrupt = Arc::new(tokio::sync::Notify::new());
@@ -343,7 +332,7 @@ async fn apply_cmd(
         });
     }
 
-    let plan = Plan::load(&args.plan)?;
+    let plan = Plan::load(plan_path)?;
     if let Some(expected) = &args.expect_digest
         && *expected != plan.digest
     {
@@ -369,7 +358,7 @@ async fn apply_cmd(
         Some(path) => Some(ApplyLog::open(path)?),
         None => None,
     };
-    let client = client_for(&conn, common)?;
+    let client = client_for(&conn, &config.client)?;
 
     let (roster, users) = tokio::select! {
         state = read_state(&client, &plan.roster_source) => state?,
@@ -431,7 +420,7 @@ async fn apply_cmd(
         let (results, not_started) = apply::execute(
             &client,
             check.pending.clone(),
-            common.concurrency as usize,
+            config.client.concurrency,
             now,
             &stop,
             |_| bar.inc(1),
