@@ -232,7 +232,8 @@ pub struct PlanArgs {
     #[arg(long)]
     pub detailed_exitcode: bool,
 
-    /// Print nothing but errors (a run with nothing to do is silent); --format json wins
+    /// Print nothing but errors (a run with nothing to do is silent). --format json or
+    /// markdown wins: that output is still printed in full on stdout
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
@@ -268,8 +269,8 @@ pub struct ApplyArgs {
     #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
     pub format: ApplyFormat,
 
-    /// Print nothing but errors, and the counters when a change was made or failed;
-    /// --format json wins
+    /// Print nothing but errors, and the counters when a change was made or failed.
+    /// --format json wins: its lines are still printed in full on stdout
     #[arg(long, short = 'q')]
     pub quiet: bool,
 
@@ -401,6 +402,15 @@ impl Command {
             Command::Show(_) => "show",
             Command::Completions { .. } => "completions",
             Command::Man { .. } => "man",
+        }
+    }
+
+    /// `--quiet` (plan and apply).
+    pub fn quiet(&self) -> bool {
+        match self {
+            Command::Plan(a) => a.quiet,
+            Command::Apply(a) => a.quiet,
+            _ => false,
         }
     }
 

@@ -192,9 +192,15 @@ pub enum Error {
 
     // ---- guards (exit 4) ----
     #[error(
-        "error: the plan would ban {bans} users, more than `--max-bans` {max}\nNo plan was written. Check the roster source; if the bans are intended, pass `--max-bans {bans}`."
+        "error: the plan would ban {bans} users, more than `--max-bans` {max}:\n{}No plan was written. Check the roster source; if the bans are intended, pass `--max-bans {bans}`.",
+        ban_list(.emails, *.bans)
     )]
-    TooManyBans { bans: usize, max: usize },
+    TooManyBans {
+        bans: usize,
+        max: usize,
+        /// The accounts it would ban, sorted (the first `BAN_LIST_LIMIT` are named).
+        emails: Vec<String>,
+    },
 
     #[error(
         "error: the roster has no valid email ({rows} rows read from {source_name})\nNo plan was written. Check the roster source; to ban every active user on purpose, pass `--allow-empty-roster`."
@@ -256,6 +262,12 @@ pub enum Error {
     )]
     Interrupted,
 
+    #[error("error: not confirmed (interrupted at the prompt); nothing was changed")]
+    InterruptedAtPrompt,
+
+    #[error("error: interrupted before any change was sent; nothing was changed")]
+    InterruptedBeforeWrites,
+
     #[error("error: internal error: {0}\nThis is a bug in provision; please report it.")]
     Internal(String),
 }
@@ -280,10 +292,27 @@ impl Error {
             WrongTarget { .. } | Drift | NotConfirmed | NeedsYes => Exit::Refused,
             ApprovalsRequired { .. } => Exit::Refused,
             Partial { .. } => Exit::Partial,
-            Interrupted => Exit::Interrupted,
+            Interrupted | InterruptedAtPrompt | InterruptedBeforeWrites => Exit::Interrupted,
             Internal(_) => Exit::Error,
         }
     }
+}
+
+/// How many accounts a `--max-bans` refusal names before it gives a count.
+pub const BAN_LIST_LIMIT: usize = 50;
+
+/// `  - a@example.com` lines, then `  … and N more`.
+fn ban_list(emails: &[String], bans: usize) -> String {
+    let mut text: String = emails
+        .iter()
+        .take(BAN_LIST_LIMIT)
+        .map(|e| format!("  - {e}\n"))
+        .collect();
+    let named = emails.len().min(BAN_LIST_LIMIT);
+    if bans > named {
+        text.push_str(&format!("  … and {} more\n", bans - named));
+    }
+    text
 }
 
 /// ` line 3, key `policy.max_bans``, as much of it as is known.
@@ -321,7 +350,15 @@ mod tests {
     #[test]
     fn errors_map_to_their_codes() {
         assert_eq!(Error::MissingEnv("MAP_SUPABASE_URL").exit(), Exit::Error);
-        assert_eq!(Error::TooManyBans { bans: 11, max: 10 }.exit(), Exit::Guard);
+        assert_eq!(
+            Error::TooManyBans {
+                bans: 11,
+                max: 10,
+                emails: vec![]
+            }
+            .exit(),
+            Exit::Guard
+        );
         assert_eq!(Error::UnknownFormat(2).exit(), Exit::Refused);
         assert_eq!(Error::Drift.exit(), Exit::Refused);
         assert_eq!(Error::NeedsYes.exit(), Exit::Refused);
@@ -334,6 +371,30 @@ mod tests {
             Exit::Partial
         );
         assert_eq!(Error::Interrupted.exit(), Exit::Interrupted);
+    }
+
+    #[test]
+    fn too_many_bans_names_fifty_accounts_then_a_count() {
+        let emails: Vec<String> = (0..53).map(|i| format!("u{i:02}@example.com")).collect();
+        let text = Error::TooManyBans {
+            bans: 53,
+            max: 10,
+            emails,
+        }
+        .to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "error: the plan would ban 53 users, more than `--max-bans` 10:"
+        );
+        assert_eq!(lines[1], "  - u00@example.com");
+        assert_eq!(lines[50], "  - u49@example.com");
+        assert_eq!(lines[51], "  … and 3 more");
+        assert_eq!(
+            lines[52],
+            "No plan was written. Check the roster source; if the bans are intended, pass `--max-bans 53`."
+        );
+        assert_eq!(lines.len(), 53);
     }
 
     #[test]

@@ -59,7 +59,7 @@ where
             };
         }
     };
-    let out = Output::new(cli.command.color(), env);
+    let out = Output::new(cli.command.color(), env).quiet(cli.command.quiet());
     let result = match cli.command {
         Command::Plan(ref args) => with_runtime(|| commands::plan::run(args, env, &out)),
         Command::Apply(ref args) => with_runtime(|| commands::apply::run(args, env, &out)),

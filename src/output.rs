@@ -14,6 +14,9 @@ use crate::term;
 pub struct Output {
     pub stdout_style: Style,
     pub stderr_style: Style,
+    /// `--quiet`: nothing on stderr but errors (`note` and `warn` print nothing); the
+    /// command decides what of its stdout is still printed.
+    pub quiet: bool,
 }
 
 impl Output {
@@ -25,6 +28,19 @@ impl Output {
             stderr_style: Style {
                 color: use_color(color, term::stderr_is_terminal(), env),
             },
+            quiet: false,
+        }
+    }
+
+    pub fn quiet(self, quiet: bool) -> Output {
+        Output { quiet, ..self }
+    }
+
+    /// Information for the operator on stderr (what is shown, where a file went);
+    /// nothing under `--quiet`.
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            self.stderr(text);
         }
     }
 
@@ -45,6 +61,9 @@ impl Output {
     }
 
     pub fn warn(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
         let prefix = if self.stderr_style.color {
             console::style("warning:")
                 .yellow()

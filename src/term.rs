@@ -28,9 +28,9 @@ pub fn confirm(question: &str) -> Result<bool, Error> {
         .allow_empty(true)
         .interact_text()
         .map_err(|e| match e {
-            // Ctrl-C while reading: the signal handler has it; say interrupted, not a bug.
+            // Ctrl-C while reading: nothing was sent; say not confirmed, not a bug.
             dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => {
-                Error::Interrupted
+                Error::InterruptedAtPrompt
             }
             other => Error::Internal(format!("cannot read the confirmation: {other}")),
         })?;

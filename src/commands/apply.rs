@@ -13,7 +13,7 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::apply::{self, ApplyReport, ChangeResult, StopFlag};
 use crate::cli::{ApplyArgs, ApplyFormat};
-use crate::config::{ApplyConfig, ApplyMode, Connection, Env, same_target};
+use crate::config::{ApplyConfig, ApplyMode, Connection, Env, PlanPolicy, same_target};
 use crate::drift;
 use crate::error::{Error, Exit};
 use crate::model::Change;
@@ -24,7 +24,7 @@ use crate::sanitize::sanitize;
 use crate::supabase::Client;
 use crate::term;
 
-use super::{client_for, now, read_state};
+use super::{client_for, now, plan, read_state};
 
 /// Ctrl-C from the moment it is armed: stop starting work, let requests in flight
 /// finish, exit 130.
@@ -52,14 +52,23 @@ impl Interrupt {
 }
 
 pub async fn run(args: &ApplyArgs, env: &Env<'_>, out: &Output) -> Result<Exit, Error> {
+    // The policy file is read and checked before anything else.
     let config = ApplyConfig::resolve(args, Path::new(""))?;
+    match &config.mode {
+        ApplyMode::Saved(path) => apply_saved(path, args, &config, env, out).await,
+        ApplyMode::OneStep(policy) => apply_now(policy, args, &config, env, out).await,
+    }
+}
+
+/// `apply PLAN`: check the saved plan, re-read the state, refuse on drift, then execute.
+async fn apply_saved(
+    plan_path: &Path,
+    args: &ApplyArgs,
+    config: &ApplyConfig,
+    env: &Env<'_>,
+    out: &Output,
+) -> Result<Exit, Error> {
     let interrupt = Interrupt::arm();
-    let plan_path = match &config.mode {
-        ApplyMode::Saved(path) => path,
-        ApplyMode::OneStep(_) => {
-            return Err(Error::Internal("one-step apply is not wired yet".into()));
-        }
-    };
 
     let plan = Plan::load(plan_path)?;
     if let Some(expected) = &args.expect_digest
@@ -82,15 +91,12 @@ pub async fn run(args: &ApplyArgs, env: &Env<'_>, out: &Output) -> Result<Exit, 
             env: conn.target(),
         });
     }
-    let log = match &args.log {
-        Some(path) => Some(ApplyLog::open(path)?),
-        None => None,
-    };
+    let log = open_log(args)?;
     let client = client_for(&conn, &config.client)?;
 
     let (roster, users) = tokio::select! {
         state = read_state(&client, &plan.roster_source) => state?,
-        _ = interrupt.notify.notified() => return Err(Error::Interrupted),
+        _ = interrupt.notify.notified() => return Err(Error::InterruptedBeforeWrites),
     };
     let check = drift::check(&plan, &roster, &users, now());
     if !check.drift.is_empty() {
@@ -98,18 +104,41 @@ pub async fn run(args: &ApplyArgs, env: &Env<'_>, out: &Output) -> Result<Exit, 
         return Err(Error::Drift);
     }
 
-    let session = Session {
-        plan: &plan,
-        client: &client,
-        concurrency: config.client.concurrency,
-        yes: args.yes,
-        format: args.format,
-        interrupt: &interrupt,
-        out,
-    };
-    session
+    Session::new(&plan, &client, args, config, &interrupt, out)
         .execute_changes(check.already_applied, check.pending, log)
         .await
+}
+
+/// One-step apply: make the plan exactly as `plan` does (same reads, policy and guards),
+/// then execute it with the same steps as a saved plan's. There is no drift check: the
+/// changes are the ones just read and shown.
+async fn apply_now(
+    policy: &PlanPolicy,
+    args: &ApplyArgs,
+    config: &ApplyConfig,
+    env: &Env<'_>,
+    out: &Output,
+) -> Result<Exit, Error> {
+    let interrupt = Interrupt::arm();
+    let conn = Connection::from_env(env)?;
+    let log = open_log(args)?;
+    let client = client_for(&conn, &config.client)?;
+    let plan = tokio::select! {
+        plan = plan::make(policy, &conn, &client, out) => plan?,
+        _ = interrupt.notify.notified() => return Err(Error::InterruptedBeforeWrites),
+    };
+    if plan.changes.is_empty() {
+        out.note(&render::plan_text(&plan, out.stderr_style));
+    }
+    let mut session = Session::new(&plan, &client, args, config, &interrupt, out);
+    session.save_to = args.out.as_deref();
+    session
+        .execute_changes(Vec::new(), plan.changes.clone(), log)
+        .await
+}
+
+fn open_log(args: &ApplyArgs) -> Result<Option<ApplyLog>, Error> {
+    args.log.as_deref().map(ApplyLog::open).transpose()
 }
 
 /// What the steps after the drift check need: the plan being executed, the client, and
@@ -122,9 +151,32 @@ pub struct Session<'a> {
     pub format: ApplyFormat,
     pub interrupt: &'a Interrupt,
     pub out: &'a Output,
+    /// One-step `apply --out FILE`: where the plan is written, after the confirmation
+    /// and before the first write.
+    pub save_to: Option<&'a Path>,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    pub fn new(
+        plan: &'a Plan,
+        client: &'a Client,
+        args: &ApplyArgs,
+        config: &ApplyConfig,
+        interrupt: &'a Interrupt,
+        out: &'a Output,
+    ) -> Session<'a> {
+        Session {
+            plan,
+            client,
+            concurrency: config.client.concurrency,
+            yes: args.yes,
+            format: args.format,
+            interrupt,
+            out,
+            save_to: None,
+        }
+    }
+
     /// Show the pending changes, confirm them, make them, verify them with a check-read,
     /// then record and report every change (the already applied ones included).
     pub async fn execute_changes(
@@ -146,9 +198,17 @@ impl Session<'_> {
         );
 
         if !pending.is_empty() {
-            out.stderr(&render::plan_text(plan, out.stderr_style));
+            // What a prompt asks about is shown even under --quiet.
+            let show = |text: &str| {
+                if self.yes {
+                    out.note(text)
+                } else {
+                    out.stderr(text)
+                }
+            };
+            show(&render::plan_text(plan, out.stderr_style));
             if already > 0 {
-                out.stderr(&format!(
+                show(&format!(
                     "{} of the plan's changes are already in effect; {} remain.\n",
                     already,
                     pending.len()
@@ -157,10 +217,20 @@ impl Session<'_> {
             if !self.yes {
                 self.confirm(pending.len()).await?;
             }
+        }
+        if let Some(path) = self.save_to {
+            plan.write_atomic(path)?;
+            out.note(&format!(
+                "Plan saved to {} ({}).\n",
+                sanitize(&path.display().to_string()),
+                plan.digest
+            ));
+        }
 
+        if !pending.is_empty() {
             let bar = term::progress(
                 pending.len(),
-                self.format == ApplyFormat::Text && term::stderr_is_terminal(),
+                self.format == ApplyFormat::Text && term::stderr_is_terminal() && !out.quiet,
             );
             let stop = &self.interrupt.stop;
             let (results, not_started) =
@@ -220,7 +290,7 @@ impl Session<'_> {
         let confirmed = tokio::select! {
             answer = answer => answer
                 .map_err(|e| Error::Internal(format!("the confirmation prompt failed: {e}")))??,
-            _ = self.interrupt.notify.notified() => return Err(Error::Interrupted),
+            _ = self.interrupt.notify.notified() => return Err(Error::InterruptedAtPrompt),
         };
         if confirmed {
             Ok(())
@@ -251,7 +321,11 @@ impl Session<'_> {
                 .stdout(&format!("{}\n", render::apply_summary_json(report))),
             ApplyFormat::Text => {
                 self.out.stderr(&render::apply_failures(report));
-                self.out.stdout(&render::apply_counters(report, complete));
+                // --quiet: the counters only when a change was made or failed.
+                let c = report.counters();
+                if !self.out.quiet || c.created + c.restored + c.decommissioned + c.failed > 0 {
+                    self.out.stdout(&render::apply_counters(report, complete));
+                }
             }
         }
     }

@@ -7,7 +7,7 @@ use std::path::Path;
 use crate::cli::{PlanArgs, PlanFormat};
 use crate::config::{Connection, Env, PlanConfig, PlanPolicy};
 use crate::error::{Error, Exit};
-use crate::model::Protection;
+use crate::model::{ActionKind, Protection};
 use crate::output::Output;
 use crate::planfile::{Plan, PlanMeta};
 use crate::reconcile;
@@ -53,8 +53,8 @@ pub async fn make(
     // The plan needs only the reconciliation from here on; at 100k users the raw
     // listings are tens of MB, better freed before the plan file is written.
     drop((roster, users));
-    for w in &rec.warnings {
-        out.warn(&w.to_string());
+    for line in render::warning_lines(&rec.warnings) {
+        out.warn(&line);
     }
 
     if rec.observed.roster.is_empty() && !request.allow_empty_roster {
@@ -70,6 +70,12 @@ pub async fn make(
         return Err(Error::TooManyBans {
             bans: rec.summary.ban,
             max: max_bans,
+            emails: rec
+                .changes
+                .iter()
+                .filter(|c| c.action == ActionKind::Ban)
+                .map(|c| c.email.clone())
+                .collect(),
         });
     }
 
@@ -87,23 +93,21 @@ pub async fn make(
     ))
 }
 
-/// Show a plan just written to `path`, in the format asked for.
+/// Show a plan just written to `path`, in the format asked for. Under `--quiet` the
+/// text view is not printed; `--format json` and `markdown` are data and always are.
 pub fn present(plan: &Plan, path: &Path, format: PlanFormat, out: &Output) {
     let out_path = path.display().to_string();
     match format {
+        PlanFormat::Text if out.quiet => {}
         PlanFormat::Text => {
             out.stdout(&render::plan_text(plan, out.stdout_style));
-            out.stdout(&render::plan_footer(
-                &out_path,
-                &plan.digest,
-                out.stdout_style,
-            ));
+            out.stdout(&render::plan_footer(plan, &out_path, out.stdout_style));
         }
         PlanFormat::Json => out.stdout(&plan.to_pretty_json()),
         PlanFormat::Markdown => out.stdout(&render::plan_markdown(plan)),
     }
     if format != PlanFormat::Text {
-        out.stderr(&format!(
+        out.note(&format!(
             "Plan saved to {} ({}).\n",
             sanitize(&out_path),
             plan.digest
