@@ -45,7 +45,7 @@ use std::time::Duration;
 use url::{Host, Url};
 
 use crate::cli::{ApplyArgs, ClientArgs, ColorChoice, PlanArgs, PolicyArgs, ShowArgs};
-use crate::error::Error;
+use crate::error::{Error, FailureKind};
 use crate::model::RosterSource;
 use crate::policyfile::{self, Approvals, PolicyFile};
 
@@ -251,6 +251,31 @@ impl Connection {
     pub fn target(&self) -> String {
         target_string(&self.url)
     }
+
+    /// `host:port` of the target, the default port filled in.
+    pub fn host_port(&self) -> String {
+        let host = self.url.host().map(|h| h.to_string()).unwrap_or_default();
+        match self.url.port_or_known_default() {
+            Some(port) => format!("{host}:{port}"),
+            None => host,
+        }
+    }
+
+    /// A request that could not reach the server names where it went and which
+    /// variable said so; every other error is returned as it is.
+    pub fn explain(&self, e: Error) -> Error {
+        match e {
+            Error::Api(failure)
+                if matches!(failure.kind, FailureKind::Network | FailureKind::Timeout) =>
+            {
+                Error::Unreachable {
+                    host: self.host_port(),
+                    failure,
+                }
+            }
+            other => other,
+        }
+    }
 }
 
 fn target_string(url: &Url) -> String {
@@ -262,13 +287,21 @@ fn target_string(url: &Url) -> String {
     s
 }
 
-/// Parse and vet `MAP_SUPABASE_URL`: https, or http for loopback hosts only; no
-/// credentials, query or fragment (they would end up in plan files and logs).
+/// Parse and vet `MAP_SUPABASE_URL`: a scheme, https (or http for loopback hosts only),
+/// and nothing but the project's origin: no credentials, path, query or fragment (a
+/// `/rest/v1` path would be doubled on every request; the rest would end up in plan files
+/// and logs). A trailing `/` is fine.
 pub fn parse_target_url(raw: &str) -> Result<Url, Error> {
     let bad = |reason: &str| Error::BadUrl {
         reason: reason.to_string(),
     };
-    let url = Url::parse(raw.trim()).map_err(|e| bad(&e.to_string()))?;
+    let raw = raw.trim();
+    // `abcd.supabase.co` is a relative URL, and `localhost:54321` parses with the
+    // scheme `localhost`: both lack `scheme://`.
+    if !raw.contains("://") {
+        return Err(bad(&format!("`{raw}` has no scheme (`https://`)")));
+    }
+    let url = Url::parse(raw).map_err(|e| bad(&e.to_string()))?;
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad(
             "it holds credentials; put the key in MAP_SUPABASE_SERVICE_ROLE_KEY",
@@ -276,6 +309,12 @@ pub fn parse_target_url(raw: &str) -> Result<Url, Error> {
     }
     if url.query().is_some() || url.fragment().is_some() {
         return Err(bad("it has a query or fragment"));
+    }
+    if url.path() != "/" && !url.path().is_empty() {
+        return Err(bad(&format!(
+            "it has a path (`{}`); provision adds `/auth/v1` and `/rest/v1` itself",
+            url.path()
+        )));
     }
     let host = url.host().ok_or_else(|| bad("it has no host"))?;
     match url.scheme() {
@@ -424,6 +463,70 @@ mod tests {
             parse_target_url("abcd.supabase.co"),
             Err(Error::BadUrl { .. })
         ));
+    }
+
+    #[test]
+    fn a_url_with_a_path_a_query_or_no_scheme_is_refused_with_the_expected_shape() {
+        let reason = |raw: &str| match parse_target_url(raw) {
+            Err(Error::BadUrl { reason }) => reason,
+            other => panic!("{raw}: {other:?}"),
+        };
+        assert_eq!(
+            reason("http://127.0.0.1:54321/rest/v1"),
+            "it has a path (`/rest/v1`); provision adds `/auth/v1` and `/rest/v1` itself"
+        );
+        assert_eq!(
+            reason("abcd.supabase.co"),
+            "`abcd.supabase.co` has no scheme (`https://`)"
+        );
+        assert_eq!(
+            reason("localhost:54321"),
+            "`localhost:54321` has no scheme (`https://`)"
+        );
+        assert_eq!(
+            reason("https://a.supabase.co/?x=1"),
+            "it has a query or fragment"
+        );
+        let e = Error::BadUrl {
+            reason: reason("https://a.supabase.co/auth/v1/"),
+        };
+        assert_eq!(
+            e.to_string(),
+            "error: `MAP_SUPABASE_URL` is not a usable URL: it has a path (`/auth/v1/`); provision adds `/auth/v1` and `/rest/v1` itself\n\
+             Set it to the project URL alone: `https://<project-ref>.supabase.co` (or `http://127.0.0.1:54321` for a local stack), with no path, query or credentials."
+        );
+        assert!(parse_target_url("https://a.supabase.co/").is_ok());
+    }
+
+    #[test]
+    fn network_failures_name_the_host_port_and_the_variable() {
+        let c = Connection::from_env(&env(&[
+            (URL_VAR, "https://abcd.supabase.co"),
+            (KEY_VAR, JWT),
+        ]))
+        .unwrap();
+        assert_eq!(c.host_port(), "abcd.supabase.co:443");
+        let failure = crate::error::ApiFailure {
+            request: "GET /auth/v1/admin/users".into(),
+            kind: FailureKind::Network,
+            status: None,
+            code: None,
+            message: "dns error".into(),
+        };
+        assert_eq!(
+            c.explain(Error::Api(failure.clone())).to_string(),
+            "error: cannot reach `abcd.supabase.co:443`, the host and port of `MAP_SUPABASE_URL` (GET /auth/v1/admin/users: dns error)\n\
+             Nothing was changed. Check `MAP_SUPABASE_URL` for a typo, then the network (DNS, proxy, firewall), and run the command again."
+        );
+        let http = crate::error::ApiFailure {
+            kind: FailureKind::Http,
+            status: Some(500),
+            ..failure
+        };
+        assert!(matches!(c.explain(Error::Api(http)), Error::Api(_)));
+        let local =
+            Connection::from_env(&env(&[(URL_VAR, "http://[::1]:9999/"), (KEY_VAR, JWT)])).unwrap();
+        assert_eq!(local.host_port(), "[::1]:9999");
     }
 
     #[test]

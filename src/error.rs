@@ -110,7 +110,7 @@ pub enum Error {
     MissingEnv(&'static str),
 
     #[error(
-        "error: `MAP_SUPABASE_URL` is not a usable URL: {reason}\nSet it to the project URL, e.g. `https://abcd.supabase.co`."
+        "error: `MAP_SUPABASE_URL` is not a usable URL: {reason}\nSet it to the project URL alone: `https://<project-ref>.supabase.co` (or `http://127.0.0.1:54321` for a local stack), with no path, query or credentials."
     )]
     BadUrl { reason: String },
 
@@ -164,6 +164,20 @@ pub enum Error {
         "error: request failed: {0}\nNothing was changed. Check the network and the project's status, then run the command again."
     )]
     Api(ApiFailure),
+
+    #[error(
+        "error: cannot reach `{host}`, the host and port of `MAP_SUPABASE_URL` ({failure})\nNothing was changed. Check `MAP_SUPABASE_URL` for a typo, then the network (DNS, proxy, firewall), and run the command again."
+    )]
+    Unreachable { host: String, failure: ApiFailure },
+
+    #[error(
+        "error: cannot read the roster file `{path}` named by the plan, resolved against the directory `{dir}`: {reason}\nThe plan records a relative roster path: run `provision apply` from the directory `provision plan` ran in, or re-run `provision plan` here."
+    )]
+    PlanRosterFile {
+        path: PathBuf,
+        dir: PathBuf,
+        reason: String,
+    },
 
     #[error(
         "error: incomplete listing of {what}: {detail}\nNothing was planned or changed from it; run the command again (a listing that does not add up is never acted on)."
@@ -283,6 +297,7 @@ impl Error {
             AuthFailed { .. } | SchemaNotExposed { .. } | RosterTable { .. } | Api(_) => {
                 Exit::Error
             }
+            Unreachable { .. } | PlanRosterFile { .. } => Exit::Error,
             IncompleteRead { .. } => Exit::Error,
             ReadFile { .. } | RosterFile { .. } | NotAPlan { .. } | WriteFile { .. } => Exit::Error,
             TooManyBans { .. } | EmptyRoster { .. } => Exit::Guard,

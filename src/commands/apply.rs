@@ -16,7 +16,7 @@ use crate::cli::{ApplyArgs, ApplyFormat};
 use crate::config::{ApplyConfig, ApplyMode, Connection, Env, PlanPolicy, same_target};
 use crate::drift;
 use crate::error::{Error, Exit};
-use crate::model::Change;
+use crate::model::{Change, RosterSource};
 use crate::output::Output;
 use crate::planfile::Plan;
 use crate::render;
@@ -95,7 +95,8 @@ async fn apply_saved(
     let client = client_for(&conn, &config.client)?;
 
     let (roster, users) = tokio::select! {
-        state = read_state(&client, &plan.roster_source) => state?,
+        state = read_state(&client, &plan.roster_source) => state
+            .map_err(|e| conn.explain(roster_from_plan(e, &plan.roster_source)))?,
         _ = interrupt.notify.notified() => return Err(Error::InterruptedBeforeWrites),
     };
     let check = drift::check(&plan, &roster, &users, now());
@@ -104,7 +105,7 @@ async fn apply_saved(
         return Err(Error::Drift);
     }
 
-    Session::new(&plan, &client, args, config, &interrupt, out)
+    Session::new(&plan, &conn, &client, args, config, &interrupt, out)
         .execute_changes(check.already_applied, check.pending, log)
         .await
 }
@@ -130,11 +131,29 @@ async fn apply_now(
     if plan.changes.is_empty() {
         out.note(&render::plan_text(&plan, out.stderr_style));
     }
-    let mut session = Session::new(&plan, &client, args, config, &interrupt, out);
+    let mut session = Session::new(&plan, &conn, &client, args, config, &interrupt, out);
     session.save_to = args.out.as_deref();
     session
         .execute_changes(Vec::new(), plan.changes.clone(), log)
         .await
+}
+
+/// A relative roster file named by a saved plan and not found here says where the path
+/// came from and what it was resolved against: `apply` may run in another directory.
+fn roster_from_plan(e: Error, source: &RosterSource) -> Error {
+    let RosterSource::File(recorded) = source else {
+        return e;
+    };
+    match e {
+        Error::ReadFile { path, reason } if path == Path::new(recorded) && path.is_relative() => {
+            Error::PlanRosterFile {
+                dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+                path,
+                reason,
+            }
+        }
+        other => other,
+    }
 }
 
 fn open_log(args: &ApplyArgs) -> Result<Option<ApplyLog>, Error> {
@@ -145,6 +164,7 @@ fn open_log(args: &ApplyArgs) -> Result<Option<ApplyLog>, Error> {
 /// how this run was asked to behave.
 pub struct Session<'a> {
     pub plan: &'a Plan,
+    pub conn: &'a Connection,
     pub client: &'a Client,
     pub concurrency: usize,
     pub yes: bool,
@@ -159,6 +179,7 @@ pub struct Session<'a> {
 impl<'a> Session<'a> {
     pub fn new(
         plan: &'a Plan,
+        conn: &'a Connection,
         client: &'a Client,
         args: &ApplyArgs,
         config: &ApplyConfig,
@@ -167,6 +188,7 @@ impl<'a> Session<'a> {
     ) -> Session<'a> {
         Session {
             plan,
+            conn,
             client,
             concurrency: config.client.concurrency,
             yes: args.yes,
@@ -248,7 +270,7 @@ impl<'a> Session<'a> {
                 match self.client.list_users().await {
                     Ok(fresh) => apply::verify_effects(&mut report.results, &fresh, now()),
                     Err(e) => {
-                        out.error(&e);
+                        out.error(&self.conn.explain(e));
                         out.stderr("error: could not check that the changes took effect\n");
                         self.record(&mut log, &mut report);
                         self.print_report(&report, false);

@@ -41,7 +41,9 @@ pub async fn make(
     client: &Client,
     out: &Output,
 ) -> Result<Plan, Error> {
-    let (roster, users) = read_state(client, &request.source).await?;
+    let (roster, users) = read_state(client, &request.source)
+        .await
+        .map_err(|e| conn.explain(e))?;
 
     let mut protection = Protection::default();
     for p in &request.protect {

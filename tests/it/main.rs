@@ -13,6 +13,7 @@ mod bench;
 mod bench_driver;
 mod cli;
 mod client;
+mod errors;
 mod harness;
 mod one_step;
 mod plan;
