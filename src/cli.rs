@@ -57,6 +57,27 @@ pub struct GlobalArgs {
 
     #[command(flatten)]
     pub color: ColorArg,
+
+    #[command(flatten)]
+    pub progress: ProgressArg,
+}
+
+/// Progress off a terminal (plan and apply).
+#[derive(Debug, Clone, Default, Args)]
+#[command(next_help_heading = GLOBAL)]
+pub struct ProgressArg {
+    /// When stderr is not a terminal (CI, cron), print a progress line at most this
+    /// often, in seconds (decimals allowed) [default: 10]
+    #[arg(long, value_name = "SECONDS", value_parser = parse_interval)]
+    pub progress_interval: Option<Duration>,
+}
+
+impl ProgressArg {
+    pub const DEFAULT: Duration = Duration::from_secs(10);
+
+    pub fn every(&self) -> Duration {
+        self.progress_interval.unwrap_or(Self::DEFAULT)
+    }
 }
 
 /// How requests are made (plan and apply). Unset values come from `provision.toml`,
@@ -333,38 +354,39 @@ impl Cli {
         let name = cli.command.name();
         // Completions and man pages print no colour: `--color` is accepted and ignored.
         let mut ignored = ColorArg::default();
-        let (client, config, color) = match &mut cli.command {
-            Command::Plan(a) => (
-                Some(&mut a.global.client),
-                Some(&mut a.global.config),
-                &mut a.global.color,
-            ),
-            Command::Apply(a) => (
-                Some(&mut a.global.client),
-                Some(&mut a.global.config),
-                &mut a.global.color,
-            ),
+        let (global, config, color) = match &mut cli.command {
+            Command::Plan(PlanArgs { global, .. }) | Command::Apply(ApplyArgs { global, .. }) => {
+                let GlobalArgs {
+                    client,
+                    config,
+                    color,
+                    progress,
+                } = global;
+                (Some((client, progress)), Some(config), color)
+            }
             Command::Show(a) => (None, Some(&mut a.config), &mut a.color),
             Command::Completions { .. } | Command::Man { .. } => (None, None, &mut ignored),
         };
-        let (concurrency, timeout) = match client {
-            Some(c) => (Some(&mut c.concurrency), Some(&mut c.timeout)),
-            None => (None, None),
+        let (concurrency, timeout, interval) = match global {
+            Some((client, progress)) => (
+                Some(&mut client.concurrency),
+                Some(&mut client.timeout),
+                Some(&mut progress.progress_interval),
+            ),
+            None => (None, None, None),
         };
-        put(
-            concurrency,
-            before.client.concurrency,
-            "--concurrency",
-            name,
-        )?;
-        put(timeout, before.client.timeout, "--timeout", name)?;
+        let b = before;
+        put(concurrency, b.client.concurrency, "--concurrency", name)?;
+        put(timeout, b.client.timeout, "--timeout", name)?;
+        let every = b.progress.progress_interval;
+        put(interval, every, "--progress-interval", name)?;
         put(
             config.map(|c| &mut c.config),
-            before.config.config,
+            b.config.config,
             "--config",
             name,
         )?;
-        put(Some(&mut color.color), before.color.color, "--color", name)?;
+        put(Some(&mut color.color), b.color.color, "--color", name)?;
         Ok(cli)
     }
 }
@@ -402,6 +424,22 @@ impl Command {
             Command::Show(_) => "show",
             Command::Completions { .. } => "completions",
             Command::Man { .. } => "man",
+        }
+    }
+
+    /// Whether progress may be shown on stderr (not under `--quiet` nor `--format json`),
+    /// and how often a plain progress line may be printed.
+    pub fn progress(&self) -> (bool, Duration) {
+        match self {
+            Command::Plan(a) => (
+                !a.quiet && a.format != PlanFormat::Json,
+                a.global.progress.every(),
+            ),
+            Command::Apply(a) => (
+                !a.quiet && a.format != ApplyFormat::Json,
+                a.global.progress.every(),
+            ),
+            _ => (false, ProgressArg::DEFAULT),
         }
     }
 
@@ -495,6 +533,18 @@ pub fn parse_expires_in(s: &str) -> Result<Duration, String> {
         return Err(format!("`{s}` is too short: at least 1s"));
     }
     Ok(Duration::from_secs(secs))
+}
+
+/// Seconds, decimals allowed: from 0.05 (tests use small intervals) to an hour.
+fn parse_interval(s: &str) -> Result<Duration, String> {
+    let secs: f64 = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{s}` is not a number of seconds (e.g. 10 or 0.5)"))?;
+    if !(0.05..=3600.0).contains(&secs) {
+        return Err(format!("`{s}` is out of range: 0.05 to 3600 seconds"));
+    }
+    Ok(Duration::from_secs_f64(secs))
 }
 
 /// `sha256:` and 64 hex digits; stored lower-cased.

@@ -59,7 +59,10 @@ where
             };
         }
     };
-    let out = Output::new(cli.command.color(), env).quiet(cli.command.quiet());
+    let (visible, every) = cli.command.progress();
+    let out = Output::new(cli.command.color(), env)
+        .quiet(cli.command.quiet())
+        .progress(visible, every, env);
     let result = match cli.command {
         Command::Plan(ref args) => with_runtime(|| commands::plan::run(args, env, &out)),
         Command::Apply(ref args) => with_runtime(|| commands::apply::run(args, env, &out)),

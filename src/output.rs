@@ -3,13 +3,14 @@
 //! than turned into panics.
 
 use std::io::Write;
+use std::time::Duration;
 
 use crate::cli::ColorChoice;
-use crate::config::{Env, use_color};
+use crate::config::{Env, is_dumb_terminal, use_color};
 use crate::error::Error;
 use crate::render::Style;
 use crate::sanitize::sanitize;
-use crate::term;
+use crate::term::{self, ProgressMode};
 
 pub struct Output {
     pub stdout_style: Style,
@@ -17,6 +18,8 @@ pub struct Output {
     /// `--quiet`: nothing on stderr but errors (`note` and `warn` print nothing); the
     /// command decides what of its stdout is still printed.
     pub quiet: bool,
+    /// How reading and writing show progress on stderr.
+    pub progress: ProgressMode,
 }
 
 impl Output {
@@ -29,6 +32,17 @@ impl Output {
                 color: use_color(color, term::stderr_is_terminal(), env),
             },
             quiet: false,
+            progress: ProgressMode::Hidden,
+        }
+    }
+
+    /// Progress for a command whose output allows it (`visible`): a bar on a terminal
+    /// that can redraw, plain lines at most once per `every` elsewhere.
+    pub fn progress(self, visible: bool, every: Duration, env: &Env<'_>) -> Output {
+        let fancy = term::stderr_is_terminal() && !is_dumb_terminal(env);
+        Output {
+            progress: ProgressMode::choose(visible, fancy, every),
+            ..self
         }
     }
 

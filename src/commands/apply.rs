@@ -22,9 +22,9 @@ use crate::planfile::Plan;
 use crate::render;
 use crate::sanitize::sanitize;
 use crate::supabase::Client;
-use crate::term;
+use crate::term::{self, Progress};
 
-use super::{client_for, now, plan, read_state};
+use super::{client_for, now, plan, read_state_shown, reading_progress};
 
 /// Ctrl-C from the moment it is armed: stop starting work, let requests in flight
 /// finish, exit 130.
@@ -95,7 +95,7 @@ async fn apply_saved(
     let client = client_for(&conn, &config.client)?;
 
     let (roster, users) = tokio::select! {
-        state = read_state(&client, &plan.roster_source) => state
+        state = read_state_shown(&client, &plan.roster_source, out) => state
             .map_err(|e| conn.explain(roster_from_plan(e, &plan.roster_source)))?,
         _ = interrupt.notify.notified() => return Err(Error::InterruptedBeforeWrites),
     };
@@ -250,24 +250,27 @@ impl<'a> Session<'a> {
         }
 
         if !pending.is_empty() {
-            let bar = term::progress(
-                pending.len(),
-                self.format == ApplyFormat::Text && term::stderr_is_terminal() && !out.quiet,
-            );
+            // One step per finished change, so that after Ctrl-C the count shown is the
+            // number of results the counters are made from.
+            let progress =
+                Progress::counted(out.progress, "applying", "changes", pending.len() as u64);
             let stop = &self.interrupt.stop;
             let (results, not_started) =
                 apply::execute(self.client, pending, self.concurrency, now(), stop, |_| {
-                    bar.inc(1)
+                    progress.inc()
                 })
                 .await;
-            bar.finish_and_clear();
+            progress.finish(stop.is_raised());
             report.results.extend(results);
             report.not_started = not_started;
             report.interrupted = stop.is_raised();
 
             if !report.interrupted {
                 // The check-read: a write the server acknowledged but did not keep has failed.
-                match self.client.list_users().await {
+                let progress = reading_progress(self.client, out, "checking", false);
+                let fresh = self.client.list_users().await;
+                progress.finish(false);
+                match fresh {
                     Ok(fresh) => apply::verify_effects(&mut report.results, &fresh, now()),
                     Err(e) => {
                         out.error(&self.conn.explain(e));

@@ -15,7 +15,7 @@ use crate::render;
 use crate::sanitize::sanitize;
 use crate::supabase::Client;
 
-use super::{client_for, now, read_state};
+use super::{client_for, now, read_state_shown};
 
 pub async fn run(args: &PlanArgs, env: &Env<'_>, out: &Output) -> Result<Exit, Error> {
     // The policy file is read and checked before anything else: nothing is read from the
@@ -41,7 +41,7 @@ pub async fn make(
     client: &Client,
     out: &Output,
 ) -> Result<Plan, Error> {
-    let (roster, users) = read_state(client, &request.source)
+    let (roster, users) = read_state_shown(client, &request.source, out)
         .await
         .map_err(|e| conn.explain(e))?;
 

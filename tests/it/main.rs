@@ -18,6 +18,7 @@ mod harness;
 mod one_step;
 mod plan;
 mod policy_file;
+mod progress;
 mod quickstart;
 mod sandbox;
 mod support;
