@@ -22,10 +22,14 @@ Exit codes:
   3    apply refused and changed nothing (stale, other target, expired, digest,
        unknown format_version, --expect-digest mismatch, not confirmed);
        show: the digest does not match
-  4    plan refused by a safety guard (too many bans, empty roster); no plan written
+  4    plan (or apply without PLAN) refused by a safety guard (too many bans, empty
+       roster); no plan written
   5    apply sent writes and at least one change failed; run the same plan again to resume
   64   usage error
-  130  interrupted; run the same plan again to resume";
+  130  interrupted; run the same plan again to resume
+
+Policy file: provision.toml in the working directory, or --config FILE.
+Man pages: `provision man COMMAND` prints provision-COMMAND(1).";
 
 /// The heading the flags shared by several commands stand under, in every help.
 const GLOBAL: &str = "Global options";
@@ -274,7 +278,8 @@ pub struct ApplyArgs {
     #[arg(value_name = "PLAN")]
     pub plan: Option<PathBuf>,
 
-    /// Apply without asking for confirmation (required without a terminal)
+    /// Apply without asking for confirmation (required without a terminal);
+    /// `--auto-approve` is the same flag
     #[arg(long, visible_alias = "auto-approve")]
     pub yes: bool,
 

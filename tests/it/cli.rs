@@ -48,13 +48,79 @@ fn completions_are_printed_for_each_shell() {
 }
 
 #[test]
-fn man_page_documents_the_commands() {
+fn man_pages_cover_every_command_one_page_each() {
     let world = World::empty();
-    let run = world.run(&["man"]);
-    run.code(0)
-        .stdout_has(".TH provision")
-        .stdout_has("plan")
-        .stdout_has("apply");
+    let top = world.run(&["man"]);
+    top.code(0).stdout_has(".TH provision 1");
+    for command in ["plan", "apply", "show", "completions", "man"] {
+        // The top page points to each command's page, and that page exists.
+        top.stdout_has(&format!("provision\\-{command}(1)"));
+        let page = world.run(&["man", command]);
+        page.code(0)
+            .stdout_has(&format!(".TH provision-{command} 1"))
+            .stdout_has(".SH SYNOPSIS");
+    }
+    world
+        .run(&["man", "apply"])
+        .stdout_has("\\-\\-expect\\-digest")
+        .stdout_has("\\-\\-auto\\-approve")
+        .stdout_has("\\-\\-concurrency");
+    world.run(&["man", "nope"]).code(64);
+}
+
+#[test]
+fn help_lists_global_options_under_their_own_heading_and_only_where_they_apply() {
+    let world = World::empty();
+    for command in ["plan", "apply"] {
+        let run = world.run(&[command, "--help"]);
+        run.code(0);
+        let (own, global) = run.stdout.split_once("Global options:").unwrap();
+        for flag in [
+            "--concurrency",
+            "--timeout",
+            "--progress-interval",
+            "--config",
+            "--color",
+        ] {
+            assert!(
+                global.contains(flag),
+                "{command}: {flag} under Global options"
+            );
+            assert!(
+                !own.contains(flag),
+                "{command}: {flag} only under Global options"
+            );
+        }
+    }
+    for args in [
+        vec!["show", "--help"],
+        vec!["man", "--help"],
+        vec!["completions", "--help"],
+    ] {
+        let run = world.run(&args);
+        run.code(0);
+        for flag in ["--concurrency", "--timeout", "--progress-interval"] {
+            assert!(!run.stdout.contains(flag), "{args:?} lists {flag}");
+        }
+    }
+    // Help is wrapped to the terminal: compare with whitespace collapsed.
+    let flat = |args: &[&str]| {
+        let run = world.run(args);
+        run.stdout.split_whitespace().collect::<Vec<_>>().join(" ")
+    };
+    let apply = flat(&["apply", "--help"]);
+    assert!(apply.contains("[alias: --auto-approve]"), "{apply}");
+    assert!(
+        apply.contains("--format json wins: its lines are still printed in full"),
+        "{apply}"
+    );
+    let plan = flat(&["plan", "--help"]);
+    assert!(plan.contains("--format json or markdown wins"), "{plan}");
+    // Given before a command that does not take it: a usage error, nothing run.
+    world
+        .run(&["--timeout", "5", "show", "plan.json"])
+        .code(64)
+        .stderr_has("`--timeout` does not apply to `provision show`");
 }
 
 /// The flags each subcommand really has, plus the common ones.
@@ -267,4 +333,27 @@ fn cron_and_systemd_recipes_apply_in_one_step_quietly_logged_and_locked() {
     let fields: Vec<&str> = entries[0].split_whitespace().collect();
     assert_eq!(fields.len(), 7, "{}", entries[0]);
     assert_eq!(fields[6], "/usr/local/lib/provision/provision-apply.sh");
+}
+
+/// `plan` on a pseudo-terminal with `TERM` set to `term`: what the terminal showed.
+fn plan_on_a_terminal(world: &World, term: &str) -> String {
+    let mut cmd = world.std_command(&["plan"]);
+    cmd.env("TERM", term);
+    let mut session = rexpect::session::spawn_command(cmd, Some(20_000)).unwrap();
+    let screen = session.exp_eof().unwrap();
+    assert!(!screen.contains(&world.key));
+    screen
+}
+
+#[test]
+fn term_dumb_gets_no_colour_on_a_terminal() {
+    let world = World::team();
+    let coloured = plan_on_a_terminal(&world, "xterm-256color");
+    assert!(
+        coloured.contains("\u{1b}[32m+ dana@example.com"),
+        "{coloured:?}"
+    );
+    let dumb = plan_on_a_terminal(&world, "dumb");
+    assert!(dumb.contains("+ dana@example.com"), "{dumb:?}");
+    assert!(!dumb.contains('\u{1b}'), "{dumb:?}");
 }
