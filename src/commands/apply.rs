@@ -1,7 +1,7 @@
 //! `provision apply PLAN`: load and check the plan, re-read the state, refuse on drift,
-//! confirm, execute, verify with a check-read, report and log. The steps after the drift
-//! check (`execute_changes`) take the changes to make, so that one-step apply can reuse
-//! them for a plan it has just made.
+//! confirm, execute, verify with a check-read, report and log. One-step `provision apply`
+//! (no PLAN) makes its plan with `plan::make` and runs the same steps after the drift
+//! check (`Session::execute_changes`), so neither command's steps are copied.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
