@@ -380,17 +380,13 @@ impl Cli {
             ),
             None => (None, None, None),
         };
-        let b = before;
+        let b = &before;
         put(concurrency, b.client.concurrency, "--concurrency", name)?;
         put(timeout, b.client.timeout, "--timeout", name)?;
-        let every = b.progress.progress_interval;
-        put(interval, every, "--progress-interval", name)?;
-        put(
-            config.map(|c| &mut c.config),
-            b.config.config,
-            "--config",
-            name,
-        )?;
+        let interval_before = b.progress.progress_interval;
+        put(interval, interval_before, "--progress-interval", name)?;
+        let config = config.map(|c| &mut c.config);
+        put(config, b.config.config.clone(), "--config", name)?;
         put(Some(&mut color.color), b.color.color, "--color", name)?;
         Ok(cli)
     }
