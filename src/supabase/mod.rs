@@ -6,6 +6,7 @@
 mod auth;
 mod failure;
 mod limiter;
+mod progress;
 mod rest;
 mod retry;
 mod skim;
@@ -24,6 +25,7 @@ use crate::error::{ApiFailure, Error, FailureKind};
 
 use failure::Scrubber;
 use limiter::{Limiter, Outcome};
+pub use progress::{ReadCounts, ReadProgress};
 pub use retry::RetryPolicy;
 pub(crate) use retry::{backoff, is_retryable_status};
 
@@ -74,6 +76,7 @@ struct Inner {
     scrub: Scrubber,
     /// The total of the last complete user listing (0 until one): bounds look-ups.
     listed_total: AtomicU64,
+    progress: Arc<ReadProgress>,
 }
 
 impl std::fmt::Debug for Client {
@@ -181,8 +184,14 @@ impl Client {
                 concurrency,
                 scrub: Scrubber::new(cfg.key.expose()),
                 listed_total: AtomicU64::new(0),
+                progress: Arc::default(),
             }),
         })
+    }
+
+    /// Pages and rows read so far, for a progress display.
+    pub fn read_progress(&self) -> Arc<ReadProgress> {
+        self.inner.progress.clone()
     }
 
     /// Peak number of requests this client (and its clones) had in flight at once.
