@@ -342,7 +342,12 @@ pub fn same_target(a: &str, b: &str) -> bool {
     let (Ok(a), Ok(b)) = (Url::parse(a.trim()), Url::parse(b.trim())) else {
         return false;
     };
-    a.scheme() == b.scheme()
+    // A URL with credentials is never a target this program made (it refuses them in
+    // `MAP_SUPABASE_URL`): a plan naming one was written by hand.
+    let bare = |u: &Url| u.username().is_empty() && u.password().is_none();
+    bare(&a)
+        && bare(&b)
+        && a.scheme() == b.scheme()
         && a.host_str().map(str::to_ascii_lowercase) == b.host_str().map(str::to_ascii_lowercase)
         && a.port_or_known_default() == b.port_or_known_default()
         && a.path().trim_end_matches('/') == b.path().trim_end_matches('/')
@@ -528,6 +533,22 @@ mod tests {
         let local =
             Connection::from_env(&env(&[(URL_VAR, "http://[::1]:9999/"), (KEY_VAR, JWT)])).unwrap();
         assert_eq!(local.host_port(), "[::1]:9999");
+    }
+
+    #[test]
+    fn a_target_with_credentials_is_never_the_same_target() {
+        assert!(!same_target(
+            "https://user:pass@abcd.supabase.co",
+            "https://abcd.supabase.co"
+        ));
+        assert!(!same_target(
+            "https://abcd.supabase.co",
+            "https://user@abcd.supabase.co"
+        ));
+        assert!(!same_target(
+            "https://u:p@abcd.supabase.co",
+            "https://u:p@abcd.supabase.co"
+        ));
     }
 
     #[test]

@@ -234,7 +234,8 @@ pub enum Error {
     #[error(
         "error: the plan's format_version {0} is not one this provision knows (it knows 1)\nRe-run `provision plan` with this version of provision."
     )]
-    UnknownFormat(i64),
+    /// The version as the file wrote it (an integer, possibly too large for any type).
+    UnknownFormat(String),
 
     #[error(
         "error: the plan's digest does not match its contents (recorded {recorded}, computed {computed})\nThe file was edited after it was made, so it is not the reviewed plan. Re-run `provision plan`."
@@ -399,7 +400,7 @@ mod tests {
             .exit(),
             Exit::Guard
         );
-        assert_eq!(Error::UnknownFormat(2).exit(), Exit::Refused);
+        assert_eq!(Error::UnknownFormat("2".into()).exit(), Exit::Refused);
         assert_eq!(Error::Drift.exit(), Exit::Refused);
         assert_eq!(Error::NeedsYes.exit(), Exit::Refused);
         assert_eq!(

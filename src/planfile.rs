@@ -123,13 +123,18 @@ impl Plan {
         };
         match object.get("format_version") {
             None => return Err(not_a_plan("it has no `format_version` member".into())),
-            Some(v) => match (v.as_i64(), v.as_u64()) {
-                (Some(FORMAT_VERSION), _) => {}
-                (Some(other), _) => return Err(Error::UnknownFormat(other)),
-                (None, Some(big)) => {
-                    return Err(Error::UnknownFormat(i64::try_from(big).unwrap_or(i64::MAX)));
+            Some(v) => match (v.as_i64(), v.as_u64(), v.as_f64()) {
+                (Some(FORMAT_VERSION), _, _) => {}
+                (Some(_), _, _) | (None, Some(_), _) => {
+                    return Err(Error::UnknownFormat(v.to_string()));
                 }
-                (None, None) => {
+                // An integer past u64 (`2^70`) reaches us as a float: it is a version
+                // this program does not know, not a malformed file. A float that fits an
+                // integer type (`1.0`) was written as a float and is refused as one.
+                (None, None, Some(f)) if f.fract() == 0.0 && f.abs() >= 9.2e18 => {
+                    return Err(Error::UnknownFormat(v.to_string()));
+                }
+                (None, None, _) => {
                     return Err(not_a_plan(format!(
                         "`format_version` is not an integer: {v}"
                     )));
@@ -1028,11 +1033,21 @@ pub(crate) mod tests {
         let mut v = value_of(&sample_plan());
         v["format_version"] = 2.into();
         let err = Plan::parse(&v.to_string(), path()).unwrap_err();
-        assert!(matches!(err, Error::UnknownFormat(2)), "{err}");
+        assert!(matches!(&err, Error::UnknownFormat(v) if v == "2"), "{err}");
         assert_eq!(err.exit(), crate::error::Exit::Refused);
         // Even an otherwise broken file: the version decides first.
         let err = Plan::parse(r#"{"format_version": 3}"#, path()).unwrap_err();
-        assert!(matches!(err, Error::UnknownFormat(3)), "{err}");
+        assert!(matches!(&err, Error::UnknownFormat(v) if v == "3"), "{err}");
+        // Too large for any integer type: still an unknown version (exit 3).
+        for text in [
+            r#"{"format_version": 1180591620717411303424}"#,
+            r#"{"format_version": -1180591620717411303424}"#,
+            r#"{"format_version": 18446744073709551615}"#,
+        ] {
+            let err = Plan::parse(text, path()).unwrap_err();
+            assert!(matches!(err, Error::UnknownFormat(_)), "{text}: {err}");
+            assert_eq!(err.exit(), crate::error::Exit::Refused, "{text}");
+        }
     }
 
     #[test]

@@ -602,3 +602,68 @@ fn a_remote_target_goes_through_the_configured_proxy() {
         "CONNECT abcd.supabase.example:443 HTTP/1.1\r\n"
     );
 }
+
+#[test]
+fn a_yaml_merge_key_never_leaves_its_person_to_be_banned() {
+    let world = World::empty();
+    world.sandbox.add_user(NewUser::email("alice@example.com"));
+    world.sandbox.add_user(NewUser::email("bob@example.com"));
+    std::fs::write(
+        world.path("roster.yaml"),
+        "defaults: &alice\n  email: alice@example.com\npeople:\n  - <<: *alice\n    name: Alice\n  - email: bob@example.com\n",
+    )
+    .unwrap();
+    world.plan(&["--roster-file", "roster.yaml"]).code(0);
+    let plan = world.read_plan("plan.json");
+    assert_eq!(plan["changes"], serde_json::json!([]));
+    assert_eq!(plan["summary"]["unchanged"], 2);
+}
+
+#[test]
+fn a_roster_file_nested_100k_deep_is_refused_at_once() {
+    let world = World::team();
+    std::fs::write(world.path("deep.yaml"), "[".repeat(100_000)).unwrap();
+    let started = std::time::Instant::now();
+    let run = world.plan(&["--roster-file", "deep.yaml"]);
+    run.code(1);
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(
+        run.stderr,
+        "error: `deep.yaml` line 1: the file nests deeper than 64 levels; a roster is a list of entries\n\
+         Fix the roster file and run the command again.\n"
+    );
+    assert!(!world.path("plan.json").exists());
+}
+
+#[test]
+fn a_plan_whose_target_carries_credentials_is_refused_as_another_target() {
+    let world = World::team();
+    world.plan(&[]).code(0);
+    let mut plan = world.read_plan("plan.json");
+    let url = plan["target"]["url"].as_str().unwrap().to_string();
+    let with_creds = url.replacen("http://", "http://user:pass@", 1);
+    plan["target"]["url"] = with_creds.clone().into();
+    world.write_redigested("creds.json", plan);
+    world.sandbox.clear_requests();
+    world
+        .run(&["apply", "creds.json", "--yes"])
+        .code(3)
+        .stderr_has(&format!("the plan was made for `{with_creds}`"));
+    assert!(world.sandbox.requests().is_empty());
+}
+
+#[test]
+fn a_format_version_too_large_for_an_integer_is_an_unknown_version() {
+    let world = World::team();
+    std::fs::write(
+        world.path("big.json"),
+        r#"{"format_version": 1180591620717411303424}"#,
+    )
+    .unwrap();
+    for args in [["show", "big.json"], ["apply", "big.json"]] {
+        world
+            .run(&args)
+            .code(3)
+            .stderr_has("is not one this provision knows");
+    }
+}
