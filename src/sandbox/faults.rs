@@ -205,10 +205,11 @@ pub struct FaultState {
     pub claimed_total: Option<u64>,
     /// Answer requests matching this route with 200 and a body that never ends.
     pub endless_body: Option<String>,
-    /// At each user listing, end this user's (by email, any case) ban just before the
-    /// read: at the later of 300 ms ago and 1 µs after the start of the current second,
-    /// where a clock cut to whole seconds still sees it in force.
-    pub ban_ends_at_read: Option<String>,
+    /// At each user listing after the first `skip` ones, end this user's (by email, any
+    /// case) ban just before the read: at the later of 300 ms ago and 1 µs after the
+    /// start of the current second, where a clock cut to whole seconds still sees it in
+    /// force. `(email, skip)`.
+    pub ban_ends_at_read: Option<(String, u64)>,
 }
 
 impl FaultState {
@@ -373,11 +374,11 @@ impl Faults {
         self.with(|s| s.endless_body = Some(route));
     }
 
-    /// At each user listing, end the ban of the user with `email` just before the read
-    /// (see [`FaultState::ban_ends_at_read`]).
-    pub fn end_ban_at_read(&self, email: &str) {
+    /// At each user listing page served after the next `skip`, end the ban of the user
+    /// with `email` just before the read (see [`FaultState::ban_ends_at_read`]).
+    pub fn end_ban_at_read(&self, email: &str, skip: u64) {
         let email = email.to_string();
-        self.with(|s| s.ban_ends_at_read = Some(email));
+        self.with(|s| s.ban_ends_at_read = Some((email, skip)));
     }
 
     /// When page `page` of `GET /auth/v1/admin/users` is next served, first insert

@@ -102,7 +102,7 @@ fn world_with_zed_banned() -> World {
 #[test]
 fn plan_sees_a_ban_that_ended_a_moment_before_the_read_as_over() {
     let world = world_with_zed_banned();
-    world.sandbox.faults().end_ban_at_read("zed@example.com");
+    world.sandbox.faults().end_ban_at_read("zed@example.com", 0);
     world.plan(&[]).code(0);
     let plan = world.read_plan("plan.json");
     let bans: Vec<&str> = plan["changes"]
@@ -119,7 +119,7 @@ fn plan_sees_a_ban_that_ended_a_moment_before_the_read_as_over() {
 fn apply_sees_a_ban_that_ended_a_moment_before_the_read_as_drift() {
     let world = world_with_zed_banned();
     world.plan(&[]).code(0);
-    world.sandbox.faults().end_ban_at_read("zed@example.com");
+    world.sandbox.faults().end_ban_at_read("zed@example.com", 0);
     world.sandbox.clear_requests();
     let run = world.run(&["apply", "plan.json", "--yes", "--color", "never"]);
     run.code(3);
@@ -130,6 +130,32 @@ fn apply_sees_a_ban_that_ended_a_moment_before_the_read_as_drift() {
          Re-run `provision plan` and review the new plan.\n"
     );
     assert_eq!(world.writes(), 0);
+}
+
+#[test]
+fn the_check_read_sees_a_ban_that_ended_a_moment_before_it_as_over() {
+    let world = World::empty();
+    world
+        .sandbox
+        .set_roster(vec![provision::sandbox::RosterRow::email(
+            "bob@example.com",
+        )]);
+    world.sandbox.add_user(
+        NewUser::email("bob@example.com")
+            .banned_until(OffsetDateTime::now_utc() + time::Duration::days(365 * 100)),
+    );
+    world.plan(&[]).code(0);
+    // The restore is answered as done but not kept, and bob's ban then ends just before
+    // the check-read (the drift read, one page, still sees him banned).
+    world
+        .sandbox
+        .faults()
+        .lose_unbans(provision::sandbox::Times::Next(1));
+    world.sandbox.faults().end_ban_at_read("bob@example.com", 1);
+    world
+        .run(&["apply", "plan.json", "--yes"])
+        .code(0)
+        .stdout_has("restored: 1");
 }
 
 #[test]
