@@ -267,7 +267,7 @@ impl<'a> Session<'a> {
             let progress =
                 Progress::counted(out.progress, "applying", "changes", pending.len() as u64);
             let stop = &self.interrupt.stop;
-            let mut journal = Journal {
+            let mut journal = LogAndProgress {
                 plan,
                 log: log.as_mut(),
                 progress: &progress,
@@ -392,13 +392,13 @@ impl<'a> Session<'a> {
 
 /// What the executor reports as it goes: a `started` record before each write (a
 /// failed one stops new changes), a failed outcome as soon as it is known, and progress.
-struct Journal<'a> {
+struct LogAndProgress<'a> {
     plan: &'a Plan,
     log: Option<&'a mut ApplyLog>,
     progress: &'a Progress,
 }
 
-impl apply::Journal for Journal<'_> {
+impl apply::Journal for LogAndProgress<'_> {
     fn started(&mut self, change: &Change) -> bool {
         match self.log.as_mut() {
             Some(log) => log.started(self.plan, change),
