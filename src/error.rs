@@ -173,6 +173,16 @@ pub enum Error {
     #[error("error: cannot write `{path}`: {reason}")]
     WriteFile { path: PathBuf, reason: String },
 
+    // ---- approvals (exit 1 unless said) ----
+    #[error(
+        "error: `{path}` line {line}: {reason}\nFix the allowed-signers file (OpenSSH's format: `principals [options] keytype base64`) and run the command again."
+    )]
+    AllowedSignersLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
     // ---- guards (exit 4) ----
     #[error(
         "error: the plan would ban {bans} users, more than `--max-bans` {max}\nNo plan was written. Check the roster source; if the bans are intended, pass `--max-bans {bans}`."
@@ -250,6 +260,7 @@ impl Error {
             }
             IncompleteRead { .. } => Exit::Error,
             ReadFile { .. } | RosterFile { .. } | NotAPlan { .. } | WriteFile { .. } => Exit::Error,
+            AllowedSignersLine { .. } => Exit::Error,
             TooManyBans { .. } | EmptyRoster { .. } => Exit::Guard,
             UnknownFormat(_) | DigestMismatch { .. } | ExpectDigest { .. } | Expired { .. } => {
                 Exit::Refused

@@ -3,6 +3,7 @@
 //! and is the one place that writes to stdout and stderr.
 
 pub mod apply;
+pub mod approval;
 pub mod cli;
 pub mod config;
 pub mod drift;
