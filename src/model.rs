@@ -319,6 +319,18 @@ impl Protection {
     }
 }
 
+/// The first 8 characters of an id and `…`: enough to tell users apart on a screen.
+/// Not escaped: the caller sanitises for where it shows it.
+pub fn short_id(id: &str) -> String {
+    let mut chars = id.chars();
+    let head: String = chars.by_ref().take(8).collect();
+    if chars.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
