@@ -20,8 +20,8 @@ Exit codes:
   1    error before any write was sent (configuration, network, server, bad input)
   2    plan --detailed-exitcode: the plan has changes
   3    apply refused and changed nothing (stale, other target, expired, digest,
-       unknown format_version, --expect-digest mismatch, not confirmed);
-       show: the digest does not match
+       unknown format_version, --expect-digest mismatch, too few approvals,
+       not confirmed); show: the digest does not match; approve: the plan is refused
   4    plan refused by a safety guard (too many bans, empty roster); no plan written
   5    apply sent writes and at least one change failed; run the same plan again to resume
   64   usage error
@@ -97,7 +97,7 @@ pub enum Command {
         "  0    every change applied (or already in effect)\n",
         "  1    error before any write was sent (configuration, network, server, bad plan file)\n",
         "  3    refused, nothing changed: drifted state, other target, expired, digest mismatch,\n",
-        "       unknown format_version, --expect-digest mismatch, or not confirmed\n",
+        "       unknown format_version, --expect-digest mismatch, too few approvals, or not confirmed\n",
         "  5    writes were sent and at least one change failed; run the same plan again to resume\n",
         "  64   usage error\n",
         "  130  interrupted; run the same plan again to resume"))]
@@ -116,6 +116,25 @@ pub enum Command {
         "  3   the digest does not match (the file was edited), or unknown format_version\n",
         "  64  usage error"))]
     Show(ShowArgs),
+
+    /// Approve a plan: sign its digest with your SSH key (works offline)
+    ///
+    /// Checks the plan (digest, format, expiry), then signs `<digest>\n` in OpenSSH's
+    /// SSHSIG format, namespace `provision-plan`: with `--key FILE` (an OpenSSH private
+    /// key; an encrypted one asks for its passphrase on a terminal), else through ssh-agent
+    /// (`SSH_AUTH_SOCK`) with the one key it holds or the key whose public half is
+    /// `--key FILE.pub`. Writes the armored signature and prints the key's fingerprint.
+    /// The same file comes from
+    /// `printf '%s\n' sha256:… | ssh-keygen -Y sign -f KEY -n provision-plan`.
+    #[command(after_help = concat!(
+        "Environment:\n",
+        "  SSH_AUTH_SOCK (the agent, when --key is not a private key file)\n\n",
+        "Exit codes:\n",
+        "  0   signed\n",
+        "  1   key, agent or file problem (nothing written)\n",
+        "  3   the plan itself is refused (digest, format, expired)\n",
+        "  64  usage error"))]
+    Approve(ApproveArgs),
 
     /// Print a shell completion script
     Completions {
@@ -188,6 +207,9 @@ pub struct ApplyArgs {
     /// Output format: text, or one JSON object per line
     #[arg(long, value_enum, default_value_t = ApplyFormat::Text)]
     pub format: ApplyFormat,
+
+    #[command(flatten)]
+    pub approvals: ApprovalArgs,
 }
 
 #[derive(Debug, Args)]
@@ -199,6 +221,51 @@ pub struct ShowArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
+
+    #[command(flatten)]
+    pub approvals: ApprovalArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The plan file to approve
+    #[arg(value_name = "PLAN")]
+    pub plan: PathBuf,
+
+    /// An OpenSSH private key file, or the `.pub` of a key held by ssh-agent [default: the agent's one key]
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Where to write the signature (`-`: stdout) [default: PLAN.<fingerprint>.sig]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+}
+
+/// Approvals to check: `apply` requires them, `show` lists them.
+#[derive(Debug, Clone, Default, Args)]
+pub struct ApprovalArgs {
+    /// An approval: a signature file from `provision approve` or `ssh-keygen -Y sign` (repeatable)
+    #[arg(long = "approval", value_name = "FILE")]
+    pub approvals: Vec<PathBuf>,
+
+    /// OpenSSH allowed-signers file naming whose approvals count
+    #[arg(long, value_name = "FILE")]
+    pub allowed_signers: Option<PathBuf>,
+
+    /// Refuse unless N distinct principals approved the plan
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub require_approvals: u32,
+}
+
+impl ApprovalArgs {
+    /// The policy these flags ask for. (The policy file's `[approvals]` table resolves
+    /// to the same type; flags win over it.)
+    pub fn policy(&self) -> crate::approval::ApprovalPolicy {
+        crate::approval::ApprovalPolicy {
+            allowed_signers: self.allowed_signers.clone(),
+            required: self.require_approvals,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -67,6 +67,7 @@ where
         Command::Plan(ref args) => with_runtime(|| commands::plan::run(args, common, env, &out)),
         Command::Apply(ref args) => with_runtime(|| commands::apply::run(args, common, env, &out)),
         Command::Show(ref args) => commands::show::run(args, &out),
+        Command::Approve(ref args) => commands::approve::run(args, env, &out),
         Command::Completions { shell } => commands::docs::completions(shell, &out),
         Command::Man => commands::docs::man(&out),
     };

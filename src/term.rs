@@ -37,6 +37,21 @@ pub fn confirm(question: &str) -> Result<bool, Error> {
     Ok(answer.trim() == "yes")
 }
 
+/// Ask on the terminal for a passphrase, echoing nothing. Call only when
+/// `is_interactive`.
+pub fn passphrase(prompt: &str) -> Result<String, Error> {
+    dialoguer::Password::new()
+        .with_prompt(prompt)
+        .allow_empty_password(true)
+        .interact()
+        .map_err(|e| match e {
+            dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => {
+                Error::Interrupted
+            }
+            other => Error::Internal(format!("cannot read the passphrase: {other}")),
+        })
+}
+
 /// A progress bar on stderr, or a hidden one when stderr is not a terminal or the
 /// output is machine-readable.
 pub fn progress(total: usize, visible: bool) -> ProgressBar {

@@ -5,6 +5,7 @@
 
 pub mod allowed_signers;
 pub mod pattern;
+pub mod sign;
 
 use std::fmt;
 use std::fs::File;
@@ -128,6 +129,113 @@ pub fn load_allowed_signers(path: &Path, local: LocalTime<'_>) -> Result<Allowed
         line: e.line,
         reason: e.reason,
     })
+}
+
+/// At most this many `--approval` files: a change ticket has a handful.
+pub const MAX_APPROVALS: usize = 100;
+
+/// Read the approvals and the allowed-signers file named by `policy`, and count them
+/// for `digest` at `now`. `None` when there is nothing to check (no approval required
+/// and none given). An approval file that cannot be read is a refusal in the report;
+/// an allowed-signers file that cannot be read or parsed is an error.
+pub fn evaluate(
+    digest: &str,
+    approvals: &[PathBuf],
+    policy: &ApprovalPolicy,
+    now: OffsetDateTime,
+    local: LocalTime<'_>,
+) -> Result<Option<ApprovalReport>, Error> {
+    if policy.required == 0 && approvals.is_empty() {
+        return Ok(None);
+    }
+    let Some(signers_path) = &policy.allowed_signers else {
+        return Err(Error::ApprovalsNeedSigners);
+    };
+    if approvals.len() > MAX_APPROVALS {
+        return Err(Error::BadFlag {
+            flag: "--approval",
+            reason: format!(
+                "at most {MAX_APPROVALS} approvals, {} given",
+                approvals.len()
+            ),
+        });
+    }
+    let signers = load_allowed_signers(signers_path, local)?;
+    let files: Vec<ApprovalFile> = approvals.iter().map(|p| ApprovalFile::read(p)).collect();
+    Ok(Some(count_approvals(
+        digest,
+        &files,
+        &signers,
+        now,
+        policy.required,
+    )))
+}
+
+/// `Ok` when the report has enough approvals; else the refusal naming each approval that
+/// did not count and why.
+pub fn enforce(report: &ApprovalReport) -> Result<(), Error> {
+    if report.is_satisfied() {
+        return Ok(());
+    }
+    let mut details = String::new();
+    for c in &report.counted {
+        details.push_str(&format!(
+            "  counted: `{}` approved by `{}` ({})\n",
+            c.path.display(),
+            c.principal,
+            c.fingerprint
+        ));
+    }
+    for n in &report.not_counted {
+        details.push_str(&format!("  not counted: {}\n", not_counted_line(n)));
+    }
+    Err(Error::ApprovalsMissing {
+        counted: report.counted.len(),
+        required: report.required,
+        details,
+    })
+}
+
+/// `` `a.sig` (SHA256:…): why `` — one approval that did not count, in words.
+pub fn not_counted_line(n: &NotCounted) -> String {
+    match &n.fingerprint {
+        Some(fp) => format!("`{}` ({fp}): {}", n.path.display(), n.refusal),
+        None => format!("`{}`: {}", n.path.display(), n.refusal),
+    }
+}
+
+/// The approvals section of `show`: who approved, what did not count, what is missing.
+pub fn report_text(report: &ApprovalReport) -> String {
+    let mut out = if report.required > 0 {
+        format!(
+            "Approvals: {} of {} required\n",
+            report.counted.len(),
+            report.required
+        )
+    } else {
+        format!("Approvals: {}\n", report.counted.len())
+    };
+    for c in &report.counted {
+        out.push_str(&format!(
+            "  approved by {} ({}) in `{}`\n",
+            c.principal,
+            c.fingerprint,
+            c.path.display()
+        ));
+    }
+    for n in &report.not_counted {
+        out.push_str(&format!("  not counted: {}\n", not_counted_line(n)));
+    }
+    let missing = (report.required as usize).saturating_sub(report.counted.len());
+    if missing > 0 {
+        out.push_str(&format!(
+            "  missing: {missing} more approval{} from {} principal{} in the allowed-signers file\n",
+            if missing == 1 { "" } else { "s" },
+            if missing == 1 { "another" } else { "other" },
+            if missing == 1 { "" } else { "s" },
+        ));
+    }
+    out
 }
 
 /// Why an approval did not count.

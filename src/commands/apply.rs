@@ -12,6 +12,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::apply::{self, ApplyReport, ChangeResult, StopFlag};
+use crate::approval::{self, ApprovalPolicy, ApprovalReport};
 use crate::cli::{ApplyArgs, ApplyFormat, Common};
 use crate::config::{Connection, Env, same_target};
 use crate::drift;
@@ -73,6 +74,9 @@ pub async fn run(
             expires_at: plan.expires_at.format(&Rfc3339).unwrap_or_default(),
         });
     }
+    // Approvals before anything else leaves the machine: too few is exit 3, no request.
+    let policy = args.approvals.policy();
+    let approvals = check_approvals(&plan, &args.approvals.approvals, &policy, out)?;
     let conn = Connection::from_env(env)?;
     if !same_target(&plan.target, &conn.target()) {
         return Err(Error::WrongTarget {
@@ -98,6 +102,7 @@ pub async fn run(
 
     let session = Session {
         plan: &plan,
+        approvals: approvals.as_ref(),
         client: &client,
         concurrency: common.concurrency as usize,
         yes: args.yes,
@@ -114,6 +119,8 @@ pub async fn run(
 /// how this run was asked to behave.
 pub struct Session<'a> {
     pub plan: &'a Plan,
+    /// The approvals that were checked, when the apply needed or was given any.
+    pub approvals: Option<&'a ApprovalReport>,
     pub client: &'a Client,
     pub concurrency: usize,
     pub yes: bool,
@@ -237,16 +244,20 @@ impl Session<'_> {
                 self.out.stdout(&format!("{}\n", render::change_json(r)));
             }
             if let Some(log) = log.as_mut() {
-                log.write(self.plan, r);
+                log.write(self.plan, r, self.approvals);
             }
         }
     }
 
     fn print_report(&self, report: &ApplyReport, complete: bool) {
         match self.format {
-            ApplyFormat::Json => self
-                .out
-                .stdout(&format!("{}\n", render::apply_summary_json(report))),
+            ApplyFormat::Json => {
+                let mut summary = render::apply_summary_json(report);
+                if let Some(approvals) = self.approvals {
+                    add_approvals(&mut summary["summary"], approvals);
+                }
+                self.out.stdout(&format!("{summary}\n"));
+            }
             ApplyFormat::Text => {
                 self.out.stderr(&render::apply_failures(report));
                 self.out.stdout(&render::apply_counters(report, complete));
@@ -282,8 +293,11 @@ impl ApplyLog {
         })
     }
 
-    fn write(&mut self, plan: &Plan, r: &ChangeResult) {
-        let line = render::log_line(plan, r, OffsetDateTime::now_utc());
+    fn write(&mut self, plan: &Plan, r: &ChangeResult, approvals: Option<&ApprovalReport>) {
+        let mut line = render::log_line(plan, r, OffsetDateTime::now_utc());
+        if let Some(approvals) = approvals {
+            add_approvals(&mut line, approvals);
+        }
         if !self.broken && writeln!(self.file, "{line}").is_err() {
             // Keep applying: the writes matter more than the log, but say so once.
             self.broken = true;
@@ -293,4 +307,36 @@ impl ApplyLog {
             );
         }
     }
+}
+
+/// Check the plan's approvals against `policy` (resolved from the flags, or from the
+/// policy file's `[approvals]`): `None` when none are required or given; too few is
+/// `ApprovalsMissing` (exit 3). Approvals that did not count are warned about even when
+/// enough others did.
+pub fn check_approvals(
+    plan: &Plan,
+    approvals: &[PathBuf],
+    policy: &ApprovalPolicy,
+    out: &Output,
+) -> Result<Option<ApprovalReport>, Error> {
+    let Some(report) =
+        approval::evaluate(&plan.digest, approvals, policy, now(), &super::local_time)?
+    else {
+        return Ok(None);
+    };
+    approval::enforce(&report)?;
+    for n in &report.not_counted {
+        out.warn(&format!(
+            "approval not counted: {}",
+            approval::not_counted_line(n)
+        ));
+    }
+    Ok(Some(report))
+}
+
+/// `approved_by` (principals) and `approver_fingerprints` (`SHA256:…`, in the same
+/// order) on a `--log` record or the JSON summary of an approved apply.
+fn add_approvals(object: &mut serde_json::Value, approvals: &ApprovalReport) {
+    object["approved_by"] = serde_json::json!(approvals.approved_by());
+    object["approver_fingerprints"] = serde_json::json!(approvals.fingerprints());
 }
