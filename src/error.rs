@@ -277,6 +277,11 @@ pub enum Error {
         details: String,
     },
 
+    #[error(
+        "error: the policy requires {required} approvals, so a plan must be made, approved and applied as a file; one-step apply is refused and nothing was changed\nRun `provision plan --out plan.json`, collect approvals with `provision approve plan.json`, then `provision apply plan.json --approval …`."
+    )]
+    OneStepNeedsApprovals { required: u32 },
+
     #[error("error: not confirmed; nothing was changed")]
     NotConfirmed,
 
@@ -317,7 +322,7 @@ impl Error {
             }
             NoAgent | Agent { .. } | AgentEmpty | AgentSeveralKeys { .. } => Exit::Error,
             AgentLacksKey { .. } | ApprovalsNeedSigners => Exit::Error,
-            ApprovalsMissing { .. } => Exit::Refused,
+            ApprovalsMissing { .. } | OneStepNeedsApprovals { .. } => Exit::Refused,
             TooManyBans { .. } | EmptyRoster { .. } => Exit::Guard,
             UnknownFormat(_) | DigestMismatch { .. } | ExpectDigest { .. } | Expired { .. } => {
                 Exit::Refused

@@ -43,6 +43,19 @@ pub struct ApprovalPolicy {
     pub required: u32,
 }
 
+impl ApprovalPolicy {
+    /// One-step apply (plan and apply in one command) skips the reviewed plan file, so a
+    /// policy that requires approvals refuses it (exit 3), before any request.
+    pub fn allow_one_step(&self) -> Result<(), Error> {
+        if self.required > 0 {
+            return Err(Error::OneStepNeedsApprovals {
+                required: self.required,
+            });
+        }
+        Ok(())
+    }
+}
+
 /// An approval as read from its file: the signature, or why it could not be read.
 #[derive(Debug, Clone)]
 pub struct ApprovalFile {
@@ -805,6 +818,47 @@ mod tests {
                 )
             )]
         );
+    }
+
+    #[test]
+    fn a_policy_that_requires_approvals_refuses_one_step_apply_with_exit_3() {
+        let policy = ApprovalPolicy {
+            allowed_signers: Some(PathBuf::from("allowed_signers")),
+            required: 2,
+        };
+        let e = policy.allow_one_step().unwrap_err();
+        assert_eq!(e.exit(), crate::error::Exit::Refused);
+        assert!(
+            e.to_string()
+                .starts_with("error: the policy requires 2 approvals")
+        );
+        assert!(ApprovalPolicy::default().allow_one_step().is_ok());
+    }
+
+    #[test]
+    fn too_few_approvals_is_exit_3_and_lists_each_verdict() {
+        let text = format!("alice {}\n", public(1));
+        let report = count(&[approval("a.sig", 1), approval("x.sig", 9)], &text, 2);
+        let e = enforce(&report).unwrap_err();
+        assert_eq!(e.exit(), crate::error::Exit::Refused);
+        assert_eq!(
+            e.to_string(),
+            format!(
+                "error: the plan has 1 of the 2 approvals it needs; nothing was changed\n  counted: `a.sig` approved by `alice` ({})\n  not counted: `x.sig` ({}): its key is not in the allowed-signers file\nCollect approvals with `provision approve PLAN` from approvers in the allowed-signers file, and pass each with `--approval FILE`.",
+                fingerprint(key(1).public_key().key_data()),
+                fingerprint(key(9).public_key().key_data()),
+            )
+        );
+        assert_eq!(
+            report_text(&report),
+            format!(
+                "Approvals: 1 of 2 required\n  approved by alice ({}) in `a.sig`\n  not counted: `x.sig` ({}): its key is not in the allowed-signers file\n  missing: 1 more approval from another principal in the allowed-signers file\n",
+                fingerprint(key(1).public_key().key_data()),
+                fingerprint(key(9).public_key().key_data()),
+            )
+        );
+        let enough = count(&[approval("a.sig", 1)], &text, 1);
+        assert!(enforce(&enough).is_ok());
     }
 
     #[test]

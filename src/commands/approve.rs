@@ -111,6 +111,12 @@ fn write_approval(
         Some(p) => p.clone(),
         None => sign::default_out(&args.plan, &signed.key),
     };
+    if !to_stdout && same_file(&path, &args.plan) {
+        return Err(Error::WriteFile {
+            path,
+            reason: "it is the plan being approved".into(),
+        });
+    }
     let summary = if to_stdout {
         out.stdout(&signed.armored);
         format!(
@@ -161,4 +167,12 @@ fn write_regular_file(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     file.write_all(bytes)
         .and_then(|()| file.sync_all())
         .map_err(|e| error(e.to_string()))
+}
+
+/// Whether two paths name one existing file (so `--out` never overwrites the plan).
+fn same_file(a: &Path, b: &Path) -> bool {
+    match (std::fs::canonicalize(a), std::fs::canonicalize(b)) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    }
 }

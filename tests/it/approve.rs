@@ -98,12 +98,9 @@ fn with_stdin(cmd: &mut Command, input: &str) -> std::process::Output {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(input.as_bytes())
-        .unwrap();
+    // ssh-keygen may refuse (a malformed signature file) before it reads the message:
+    // a closed pipe here is its answer, which the exit status carries.
+    let _ = child.stdin.take().unwrap().write_all(input.as_bytes());
     child.wait_with_output().unwrap()
 }
 
@@ -818,4 +815,64 @@ fn required_approvals_without_an_allowed_signers_file_is_an_error() {
         "error: approvals are required, but no allowed-signers file says whose approvals count\nPass `--allowed-signers FILE` (OpenSSH's allowed-signers format).\n"
     );
     assert!(world.sandbox.requests().is_empty());
+}
+
+#[test]
+fn a_timestamp_without_z_is_read_in_the_local_time_zone() {
+    require_openssh!();
+    let mut world = World::team();
+    world.plan(&[]).code(0);
+    keygen(&world, "alice", &["-t", "ed25519"], "");
+    ssh_sign(&world, "alice", "provision-plan", &message(&world), "a.sig");
+    // Two hours from now on a UTC clock: in the future read as UTC, an hour ago read
+    // in a zone three hours east of UTC.
+    let format = time::macros::format_description!("[year][month][day][hour][minute][second]");
+    let at = (time::OffsetDateTime::now_utc() + time::Duration::hours(2))
+        .format(&format)
+        .unwrap();
+    allowed_signers(
+        &world,
+        &format!(
+            "alice valid-after=\"{at}\" {}\n",
+            public_key(&world, "alice")
+        ),
+    );
+    let args = [
+        "show",
+        "plan.json",
+        "--approval",
+        "a.sig",
+        "--allowed-signers",
+        "allowed_signers",
+        "--require-approvals",
+        "1",
+    ];
+    world.env.push(("TZ".into(), "UTC0".into()));
+    world
+        .run(&args)
+        .code(0)
+        .stdout_has("Approvals: 0 of 1 required\n  not counted: `a.sig` (")
+        .stdout_has("its key is outside its validity (valid from ");
+    world.env.pop();
+    world.env.push(("TZ".into(), "<+03>-3".into()));
+    world
+        .run(&args)
+        .code(0)
+        .stdout_has("Approvals: 1 of 1 required\n  approved by alice (");
+}
+
+#[test]
+fn approve_never_writes_over_the_plan() {
+    require_openssh!();
+    let world = World::team();
+    world.plan(&[]).code(0);
+    keygen(&world, "k", &["-t", "ed25519"], "");
+    let before = std::fs::read(world.path("plan.json")).unwrap();
+    let run = world.run(&["approve", "plan.json", "--key", "k", "--out", "./plan.json"]);
+    run.code(1);
+    assert_eq!(
+        run.stderr,
+        "error: cannot write `./plan.json`: it is the plan being approved\n"
+    );
+    assert_eq!(std::fs::read(world.path("plan.json")).unwrap(), before);
 }
