@@ -98,7 +98,7 @@ fn ci_recipes_parse_and_use_only_real_flags() {
             let mut words = rest.split_whitespace();
             let sub = words.next().unwrap();
             assert!(
-                ["plan", "apply", "show"].contains(&sub),
+                ["plan", "apply", "show", "approve"].contains(&sub),
                 "unknown command `{sub}` in {}",
                 path.display()
             );
