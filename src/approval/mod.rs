@@ -115,6 +115,11 @@ fn armor_payload(text: &str) -> String {
 
 /// Read a whole regular file of at most `max` bytes; the reason in words otherwise.
 pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    // Looked at before opening: opening a FIFO for reading would block.
+    let before = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !before.is_file() {
+        return Err("not a regular file".into());
+    }
     let file = File::open(path).map_err(|e| e.to_string())?;
     let meta = file.metadata().map_err(|e| e.to_string())?;
     if !meta.is_file() {

@@ -166,8 +166,14 @@ pub fn agent_keys(agent_sock: &str) -> Result<Vec<PublicKey>, Error> {
     let stdout = String::from_utf8_lossy(&output.stdout);
     match output.status.code() {
         Some(0) => {}
-        // `ssh-add -L`: 1 means the agent holds no key, 2 that it cannot be reached.
-        Some(1) => return Ok(Vec::new()),
+        // `ssh-add -L` exits 1 for "The agent has no identities." (and other failures),
+        // 2 when it cannot reach the agent.
+        Some(1)
+            if stdout.contains("no identities")
+                || String::from_utf8_lossy(&output.stderr).contains("no identities") =>
+        {
+            return Ok(Vec::new());
+        }
         _ => {
             return Err(Error::Agent {
                 reason: format!(

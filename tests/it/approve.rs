@@ -876,3 +876,62 @@ fn approve_never_writes_over_the_plan() {
     );
     assert_eq!(std::fs::read(world.path("plan.json")).unwrap(), before);
 }
+
+#[test]
+fn approve_with_an_unreachable_agent_says_so() {
+    require_openssh!();
+    let mut world = World::team();
+    world.plan(&[]).code(0);
+    let sock = world.path("no-agent.sock");
+    world
+        .env
+        .push(("SSH_AUTH_SOCK".into(), sock.to_string_lossy().into_owned()));
+    let run = world.run(&["approve", "plan.json"]);
+    run.code(1);
+    assert!(
+        run.stderr.starts_with(&format!(
+            "error: ssh-agent: cannot reach the agent at `SSH_AUTH_SOCK`={}: ",
+            sock.display()
+        )),
+        "{run:#?}"
+    );
+    assert!(run.stderr.ends_with(
+        "\nCheck the agent (`ssh-add -L` lists its keys), or pass `--key` with your private key file.\n"
+    ));
+    assert_eq!(sig_files(&world), Vec::<String>::new());
+}
+
+#[test]
+fn an_approval_that_is_a_fifo_is_not_counted_and_never_blocks() {
+    let world = World::team();
+    world.plan(&[]).code(0);
+    // Outside the world's directory: the harness reads every file there.
+    let fifo_dir = tempfile::tempdir().unwrap();
+    let fifo = fifo_dir.path().join("pipe.sig");
+    run_ok(Command::new("mkfifo").arg(&fifo));
+    let fifo_arg = fifo.to_string_lossy().into_owned();
+    allowed_signers(
+        &world,
+        "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIK91RNwOOvm3e4ISgBrcTuRCm7ol6AmKvkjWVloSjnVA\n",
+    );
+    world.sandbox.clear_requests();
+    let run = world.run(&[
+        "apply",
+        "plan.json",
+        "--yes",
+        "--approval",
+        &fifo_arg,
+        "--allowed-signers",
+        "allowed_signers",
+        "--require-approvals",
+        "1",
+    ]);
+    run.code(3);
+    assert_eq!(
+        run.stderr,
+        format!(
+            "error: the plan has 0 of the 1 approvals it needs; nothing was changed\n  not counted: `{fifo_arg}`: cannot be read: not a regular file\nCollect approvals with `provision approve PLAN` from approvers in the allowed-signers file, and pass each with `--approval FILE`.\n"
+        )
+    );
+    assert!(world.sandbox.requests().is_empty());
+}
