@@ -252,7 +252,7 @@ pub struct ApprovalArgs {
     #[arg(long, value_name = "FILE")]
     pub allowed_signers: Option<PathBuf>,
 
-    /// Refuse unless N distinct principals approved the plan
+    /// Distinct principals who must approve the plan (`apply` refuses with fewer; `show` lists what is missing)
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub require_approvals: u32,
 }
