@@ -110,7 +110,7 @@ pub enum Error {
     MissingEnv(&'static str),
 
     #[error(
-        "error: `MAP_SUPABASE_URL` is not a usable URL: {reason}\nSet it to the project URL, e.g. `https://abcd.supabase.co`."
+        "error: `MAP_SUPABASE_URL` is not a usable URL: {reason}\nSet it to the project URL alone: `https://<project-ref>.supabase.co` (or `http://127.0.0.1:54321` for a local stack), with no path, query or credentials."
     )]
     BadUrl { reason: String },
 
@@ -126,6 +126,23 @@ pub enum Error {
 
     #[error("error: `{flag}`: {reason}")]
     BadFlag { flag: &'static str, reason: String },
+
+    #[error(
+        "error: the policy file `{path}` given with `--config` does not exist\nCheck the path, or leave `--config` out to read `provision.toml` from the working directory when it is there."
+    )]
+    ConfigMissing { path: PathBuf },
+
+    #[error(
+        "error: `{path}`{}: {reason}\nFix the policy file and run the command again; nothing was read from Supabase.",
+        policy_location(*.line, .key)
+    )]
+    PolicyFile {
+        path: PathBuf,
+        line: Option<usize>,
+        /// `policy.max_bans`, or empty when the file does not parse as TOML.
+        key: String,
+        reason: String,
+    },
 
     // ---- reading from Supabase (exit 1) ----
     #[error(
@@ -147,6 +164,20 @@ pub enum Error {
         "error: request failed: {0}\nNothing was changed. Check the network and the project's status, then run the command again."
     )]
     Api(ApiFailure),
+
+    #[error(
+        "error: cannot reach `{host}`, the host and port of `MAP_SUPABASE_URL` ({failure})\nNothing was changed. Check `MAP_SUPABASE_URL` for a typo, then the network (DNS, proxy, firewall), and run the command again."
+    )]
+    Unreachable { host: String, failure: ApiFailure },
+
+    #[error(
+        "error: cannot read the roster file `{path}` named by the plan, resolved against the directory `{dir}`: {reason}\nThe plan records a relative roster path: run `provision apply` from the directory `provision plan` ran in, or re-run `provision plan` here."
+    )]
+    PlanRosterFile {
+        path: PathBuf,
+        dir: PathBuf,
+        reason: String,
+    },
 
     #[error(
         "error: incomplete listing of {what}: {detail}\nNothing was planned or changed from it; run the command again (a listing that does not add up is never acted on)."
@@ -227,9 +258,15 @@ pub enum Error {
 
     // ---- guards (exit 4) ----
     #[error(
-        "error: the plan would ban {bans} users, more than `--max-bans` {max}\nNo plan was written. Check the roster source; if the bans are intended, pass `--max-bans {bans}`."
+        "error: the plan would ban {bans} users, more than `--max-bans` {max}:\n{}No plan was written. Check the roster source; if the bans are intended, pass `--max-bans {bans}`.",
+        ban_list(.emails, *.bans)
     )]
-    TooManyBans { bans: usize, max: usize },
+    TooManyBans {
+        bans: usize,
+        max: usize,
+        /// The accounts it would ban, sorted (the first `BAN_LIST_LIMIT` are named).
+        emails: Vec<String>,
+    },
 
     #[error(
         "error: the roster has no valid email ({rows} rows read from {source_name})\nNo plan was written. Check the roster source; to ban every active user on purpose, pass `--allow-empty-roster`."
@@ -277,13 +314,13 @@ pub enum Error {
         details: String,
     },
 
-    #[error(
-        "error: the policy requires {required} approvals, so a plan must be made, approved and applied as a file; one-step apply is refused and nothing was changed\nRun `provision plan --out plan.json`, collect approvals with `provision approve plan.json`, then `provision apply plan.json --approval …`."
-    )]
-    OneStepNeedsApprovals { required: u32 },
-
     #[error("error: not confirmed; nothing was changed")]
     NotConfirmed,
+
+    #[error(
+        "error: the policy file `{path}` requires {required} approval(s), so apply without a plan file is refused; nothing was changed\nRun `provision plan`, have the plan approved, then `provision apply PLAN`."
+    )]
+    ApprovalsRequired { path: PathBuf, required: u32 },
 
     #[error(
         "error: refusing to apply without confirmation: stdin or stderr is not a terminal\nPass `--yes` to apply non-interactively (e.g. in CI), after reviewing the plan."
@@ -301,6 +338,12 @@ pub enum Error {
     )]
     Interrupted,
 
+    #[error("error: not confirmed (interrupted at the prompt); nothing was changed")]
+    InterruptedAtPrompt,
+
+    #[error("error: interrupted before any change was sent; nothing was changed")]
+    InterruptedBeforeWrites,
+
     #[error("error: internal error: {0}\nThis is a bug in provision; please report it.")]
     Internal(String),
 }
@@ -312,9 +355,11 @@ impl Error {
             MissingEnv(_) | BadUrl { .. } | InsecureUrl | BadKey { .. } | BadFlag { .. } => {
                 Exit::Error
             }
+            ConfigMissing { .. } | PolicyFile { .. } => Exit::Error,
             AuthFailed { .. } | SchemaNotExposed { .. } | RosterTable { .. } | Api(_) => {
                 Exit::Error
             }
+            Unreachable { .. } | PlanRosterFile { .. } => Exit::Error,
             IncompleteRead { .. } => Exit::Error,
             ReadFile { .. } | RosterFile { .. } | NotAPlan { .. } | WriteFile { .. } => Exit::Error,
             AllowedSignersLine { .. } | SigningKey { .. } | PassphraseNeedsTerminal { .. } => {
@@ -322,16 +367,44 @@ impl Error {
             }
             NoAgent | Agent { .. } | AgentEmpty | AgentSeveralKeys { .. } => Exit::Error,
             AgentLacksKey { .. } | ApprovalsNeedSigners => Exit::Error,
-            ApprovalsMissing { .. } | OneStepNeedsApprovals { .. } => Exit::Refused,
+            ApprovalsMissing { .. } => Exit::Refused,
             TooManyBans { .. } | EmptyRoster { .. } => Exit::Guard,
             UnknownFormat(_) | DigestMismatch { .. } | ExpectDigest { .. } | Expired { .. } => {
                 Exit::Refused
             }
             WrongTarget { .. } | Drift | NotConfirmed | NeedsYes => Exit::Refused,
+            ApprovalsRequired { .. } => Exit::Refused,
             Partial { .. } => Exit::Partial,
-            Interrupted => Exit::Interrupted,
+            Interrupted | InterruptedAtPrompt | InterruptedBeforeWrites => Exit::Interrupted,
             Internal(_) => Exit::Error,
         }
+    }
+}
+
+/// How many accounts a `--max-bans` refusal names before it gives a count.
+pub const BAN_LIST_LIMIT: usize = 50;
+
+/// `  - a@example.com` lines, then `  … and N more`.
+fn ban_list(emails: &[String], bans: usize) -> String {
+    let mut text: String = emails
+        .iter()
+        .take(BAN_LIST_LIMIT)
+        .map(|e| format!("  - {e}\n"))
+        .collect();
+    let named = emails.len().min(BAN_LIST_LIMIT);
+    if bans > named {
+        text.push_str(&format!("  … and {} more\n", bans - named));
+    }
+    text
+}
+
+/// ` line 3, key `policy.max_bans``, as much of it as is known.
+fn policy_location(line: Option<usize>, key: &str) -> String {
+    match (line, key) {
+        (Some(line), "") => format!(" line {line}"),
+        (Some(line), key) => format!(" line {line}, key `{key}`"),
+        (None, "") => String::new(),
+        (None, key) => format!(", key `{key}`"),
     }
 }
 
@@ -360,7 +433,15 @@ mod tests {
     #[test]
     fn errors_map_to_their_codes() {
         assert_eq!(Error::MissingEnv("MAP_SUPABASE_URL").exit(), Exit::Error);
-        assert_eq!(Error::TooManyBans { bans: 11, max: 10 }.exit(), Exit::Guard);
+        assert_eq!(
+            Error::TooManyBans {
+                bans: 11,
+                max: 10,
+                emails: vec![]
+            }
+            .exit(),
+            Exit::Guard
+        );
         assert_eq!(Error::UnknownFormat(2).exit(), Exit::Refused);
         assert_eq!(Error::Drift.exit(), Exit::Refused);
         assert_eq!(Error::NeedsYes.exit(), Exit::Refused);
@@ -373,6 +454,30 @@ mod tests {
             Exit::Partial
         );
         assert_eq!(Error::Interrupted.exit(), Exit::Interrupted);
+    }
+
+    #[test]
+    fn too_many_bans_names_fifty_accounts_then_a_count() {
+        let emails: Vec<String> = (0..53).map(|i| format!("u{i:02}@example.com")).collect();
+        let text = Error::TooManyBans {
+            bans: 53,
+            max: 10,
+            emails,
+        }
+        .to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "error: the plan would ban 53 users, more than `--max-bans` 10:"
+        );
+        assert_eq!(lines[1], "  - u00@example.com");
+        assert_eq!(lines[50], "  - u49@example.com");
+        assert_eq!(lines[51], "  … and 3 more");
+        assert_eq!(
+            lines[52],
+            "No plan was written. Check the roster source; if the bans are intended, pass `--max-bans 53`."
+        );
+        assert_eq!(lines.len(), 53);
     }
 
     #[test]

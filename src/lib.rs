@@ -12,6 +12,7 @@ pub mod error;
 pub mod model;
 pub mod output;
 pub mod planfile;
+pub mod policyfile;
 pub mod reconcile;
 pub mod render;
 pub mod report;
@@ -24,8 +25,6 @@ pub mod term;
 pub mod sandbox;
 
 use std::ffi::OsString;
-
-use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::commands::with_runtime;
@@ -49,7 +48,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::parse_args(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -61,15 +60,17 @@ where
             };
         }
     };
-    let out = Output::new(&cli.common, env);
-    let common = &cli.common;
+    let (visible, every) = cli.command.progress();
+    let out = Output::new(cli.command.color(), env)
+        .quiet(cli.command.quiet())
+        .progress(visible, every, env);
     let result = match cli.command {
-        Command::Plan(ref args) => with_runtime(|| commands::plan::run(args, common, env, &out)),
-        Command::Apply(ref args) => with_runtime(|| commands::apply::run(args, common, env, &out)),
+        Command::Plan(ref args) => with_runtime(|| commands::plan::run(args, env, &out)),
+        Command::Apply(ref args) => with_runtime(|| commands::apply::run(args, env, &out)),
         Command::Show(ref args) => commands::show::run(args, &out),
         Command::Approve(ref args) => commands::approve::run(args, env, &out),
         Command::Completions { shell } => commands::docs::completions(shell, &out),
-        Command::Man => commands::docs::man(&out),
+        Command::Man { ref command } => commands::docs::man(command.as_deref(), &out),
     };
     match result {
         Ok(exit) => exit,

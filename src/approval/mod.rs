@@ -43,19 +43,6 @@ pub struct ApprovalPolicy {
     pub required: u32,
 }
 
-impl ApprovalPolicy {
-    /// One-step apply (plan and apply in one command) skips the reviewed plan file, so a
-    /// policy that requires approvals refuses it (exit 3), before any request.
-    pub fn allow_one_step(&self) -> Result<(), Error> {
-        if self.required > 0 {
-            return Err(Error::OneStepNeedsApprovals {
-                required: self.required,
-            });
-        }
-        Ok(())
-    }
-}
-
 /// An approval as read from its file: the signature, or why it could not be read.
 #[derive(Debug, Clone)]
 pub struct ApprovalFile {
@@ -823,21 +810,6 @@ mod tests {
                 )
             )]
         );
-    }
-
-    #[test]
-    fn a_policy_that_requires_approvals_refuses_one_step_apply_with_exit_3() {
-        let policy = ApprovalPolicy {
-            allowed_signers: Some(PathBuf::from("allowed_signers")),
-            required: 2,
-        };
-        let e = policy.allow_one_step().unwrap_err();
-        assert_eq!(e.exit(), crate::error::Exit::Refused);
-        assert!(
-            e.to_string()
-                .starts_with("error: the policy requires 2 approvals")
-        );
-        assert!(ApprovalPolicy::default().allow_one_step().is_ok());
     }
 
     #[test]

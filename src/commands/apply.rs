@@ -1,7 +1,7 @@
 //! `provision apply PLAN`: load and check the plan, re-read the state, refuse on drift,
-//! confirm, execute, verify with a check-read, report and log. The steps after the drift
-//! check (`execute_changes`) take the changes to make, so that one-step apply can reuse
-//! them for a plan it has just made.
+//! confirm, execute, verify with a check-read, report and log. One-step `provision apply`
+//! (no PLAN) makes its plan with `plan::make` and runs the same steps after the drift
+//! check (`Session::execute_changes`), so neither command's steps are copied.
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
@@ -13,19 +13,21 @@ use time::format_description::well_known::Rfc3339;
 
 use crate::apply::{self, ApplyReport, ChangeResult, StopFlag};
 use crate::approval::{self, ApprovalPolicy, ApprovalReport};
-use crate::cli::{ApplyArgs, ApplyFormat, Common};
-use crate::config::{Connection, Env, same_target};
+use crate::cli::{ApplyArgs, ApplyFormat};
+use crate::config::{
+    ApplyConfig, ApplyMode, Connection, Env, PlanPolicy, approval_policy, same_target,
+};
 use crate::drift;
 use crate::error::{Error, Exit};
-use crate::model::Change;
+use crate::model::{Change, RosterSource};
 use crate::output::Output;
 use crate::planfile::Plan;
 use crate::render;
 use crate::sanitize::sanitize;
 use crate::supabase::Client;
-use crate::term;
+use crate::term::{self, Progress};
 
-use super::{client_for, now, read_state};
+use super::{client_for, now, plan, read_state_shown, reading_progress};
 
 /// Ctrl-C from the moment it is armed: stop starting work, let requests in flight
 /// finish, exit 130.
@@ -52,15 +54,26 @@ impl Interrupt {
     }
 }
 
-pub async fn run(
+pub async fn run(args: &ApplyArgs, env: &Env<'_>, out: &Output) -> Result<Exit, Error> {
+    // The policy file is read and checked before anything else.
+    let config = ApplyConfig::resolve(args, Path::new(""))?;
+    match &config.mode {
+        ApplyMode::Saved(path) => apply_saved(path, args, &config, env, out).await,
+        ApplyMode::OneStep(policy) => apply_now(policy, args, &config, env, out).await,
+    }
+}
+
+/// `apply PLAN`: check the saved plan, re-read the state, refuse on drift, then execute.
+async fn apply_saved(
+    plan_path: &Path,
     args: &ApplyArgs,
-    common: &Common,
+    config: &ApplyConfig,
     env: &Env<'_>,
     out: &Output,
 ) -> Result<Exit, Error> {
     let interrupt = Interrupt::arm();
 
-    let plan = Plan::load(&args.plan)?;
+    let plan = Plan::load(plan_path)?;
     if let Some(expected) = &args.expect_digest
         && *expected != plan.digest
     {
@@ -74,8 +87,8 @@ pub async fn run(
             expires_at: plan.expires_at.format(&Rfc3339).unwrap_or_default(),
         });
     }
-    // Approvals before anything else leaves the machine: too few is exit 3, no request.
-    let policy = args.approvals.policy();
+    // Approvals before anything leaves the machine: too few is exit 3, no request.
+    let policy = approval_policy(&args.approvals, config.approvals.as_ref())?;
     let approvals = check_approvals(&plan, &args.approvals.approvals, &policy, out)?;
     let conn = Connection::from_env(env)?;
     if !same_target(&plan.target, &conn.target()) {
@@ -84,15 +97,13 @@ pub async fn run(
             env: conn.target(),
         });
     }
-    let log = match &args.log {
-        Some(path) => Some(ApplyLog::open(path)?),
-        None => None,
-    };
-    let client = client_for(&conn, common)?;
+    let log = open_log(args)?;
+    let client = client_for(&conn, &config.client)?;
 
     let (roster, users) = tokio::select! {
-        state = read_state(&client, &plan.roster_source) => state?,
-        _ = interrupt.notify.notified() => return Err(Error::Interrupted),
+        state = read_state_shown(&client, &plan.roster_source, out) => state
+            .map_err(|e| conn.explain(roster_from_plan(e, &plan.roster_source)))?,
+        _ = interrupt.notify.notified() => return Err(Error::InterruptedBeforeWrites),
     };
     let check = drift::check(&plan, &roster, &users, now());
     if !check.drift.is_empty() {
@@ -100,36 +111,106 @@ pub async fn run(
         return Err(Error::Drift);
     }
 
-    let session = Session {
-        plan: &plan,
-        approvals: approvals.as_ref(),
-        client: &client,
-        concurrency: common.concurrency as usize,
-        yes: args.yes,
-        format: args.format,
-        interrupt: &interrupt,
-        out,
-    };
+    let mut session = Session::new(&plan, &conn, &client, args, config, &interrupt, out);
+    session.approvals = approvals.as_ref();
     session
         .execute_changes(check.already_applied, check.pending, log)
         .await
+}
+
+/// One-step apply: make the plan exactly as `plan` does (same reads, policy and guards),
+/// then execute it with the same steps as a saved plan's. There is no drift check: the
+/// changes are the ones just read and shown.
+async fn apply_now(
+    policy: &PlanPolicy,
+    args: &ApplyArgs,
+    config: &ApplyConfig,
+    env: &Env<'_>,
+    out: &Output,
+) -> Result<Exit, Error> {
+    let interrupt = Interrupt::arm();
+    let conn = Connection::from_env(env)?;
+    let log = open_log(args)?;
+    let client = client_for(&conn, &config.client)?;
+    let plan = tokio::select! {
+        plan = plan::make(policy, &conn, &client, out) => plan?,
+        _ = interrupt.notify.notified() => return Err(Error::InterruptedBeforeWrites),
+    };
+    if plan.changes.is_empty() {
+        out.note(&render::plan_text(&plan, out.stderr_style));
+    }
+    let mut session = Session::new(&plan, &conn, &client, args, config, &interrupt, out);
+    session.save_to = args.out.as_deref();
+    session
+        .execute_changes(Vec::new(), plan.changes.clone(), log)
+        .await
+}
+
+/// A relative roster file named by a saved plan and not found here says where the path
+/// came from and what it was resolved against: `apply` may run in another directory.
+fn roster_from_plan(e: Error, source: &RosterSource) -> Error {
+    let RosterSource::File(recorded) = source else {
+        return e;
+    };
+    match e {
+        Error::ReadFile { path, reason } if path == Path::new(recorded) && path.is_relative() => {
+            Error::PlanRosterFile {
+                dir: std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+                path,
+                reason,
+            }
+        }
+        other => other,
+    }
+}
+
+fn open_log(args: &ApplyArgs) -> Result<Option<ApplyLog>, Error> {
+    args.log.as_deref().map(ApplyLog::open).transpose()
 }
 
 /// What the steps after the drift check need: the plan being executed, the client, and
 /// how this run was asked to behave.
 pub struct Session<'a> {
     pub plan: &'a Plan,
-    /// The approvals that were checked, when the apply needed or was given any.
-    pub approvals: Option<&'a ApprovalReport>,
+    pub conn: &'a Connection,
     pub client: &'a Client,
     pub concurrency: usize,
     pub yes: bool,
     pub format: ApplyFormat,
     pub interrupt: &'a Interrupt,
     pub out: &'a Output,
+    /// One-step `apply --out FILE`: where the plan is written, after the confirmation
+    /// and before the first write.
+    pub save_to: Option<&'a Path>,
+    /// The approvals that were checked, when the apply needed or was given any: their
+    /// principals and fingerprints go on every `--log` record and the JSON summary.
+    pub approvals: Option<&'a ApprovalReport>,
 }
 
-impl Session<'_> {
+impl<'a> Session<'a> {
+    pub fn new(
+        plan: &'a Plan,
+        conn: &'a Connection,
+        client: &'a Client,
+        args: &ApplyArgs,
+        config: &ApplyConfig,
+        interrupt: &'a Interrupt,
+        out: &'a Output,
+    ) -> Session<'a> {
+        Session {
+            plan,
+            conn,
+            client,
+            concurrency: config.client.concurrency,
+            yes: args.yes,
+            format: args.format,
+            interrupt,
+            out,
+            save_to: None,
+            approvals: None,
+        }
+    }
+
     /// Show the pending changes, confirm them, make them, verify them with a check-read,
     /// then record and report every change (the already applied ones included).
     pub async fn execute_changes(
@@ -151,9 +232,17 @@ impl Session<'_> {
         );
 
         if !pending.is_empty() {
-            out.stderr(&render::plan_text(plan, out.stderr_style));
+            // What a prompt asks about is shown even under --quiet.
+            let show = |text: &str| {
+                if self.yes {
+                    out.note(text)
+                } else {
+                    out.stderr(text)
+                }
+            };
+            show(&render::plan_text(plan, out.stderr_style));
             if already > 0 {
-                out.stderr(&format!(
+                show(&format!(
                     "{} of the plan's changes are already in effect; {} remain.\n",
                     already,
                     pending.len()
@@ -162,28 +251,41 @@ impl Session<'_> {
             if !self.yes {
                 self.confirm(pending.len()).await?;
             }
+        }
+        if let Some(path) = self.save_to {
+            plan.write_atomic(path)?;
+            out.note(&format!(
+                "Plan saved to {} ({}).\n",
+                sanitize(&path.display().to_string()),
+                plan.digest
+            ));
+        }
 
-            let bar = term::progress(
-                pending.len(),
-                self.format == ApplyFormat::Text && term::stderr_is_terminal(),
-            );
+        if !pending.is_empty() {
+            // One step per finished change, so that after Ctrl-C the count shown is the
+            // number of results the counters are made from.
+            let progress =
+                Progress::counted(out.progress, "applying", "changes", pending.len() as u64);
             let stop = &self.interrupt.stop;
             let (results, not_started) =
                 apply::execute(self.client, pending, self.concurrency, now(), stop, |_| {
-                    bar.inc(1)
+                    progress.inc()
                 })
                 .await;
-            bar.finish_and_clear();
+            progress.finish(stop.is_raised());
             report.results.extend(results);
             report.not_started = not_started;
             report.interrupted = stop.is_raised();
 
             if !report.interrupted {
                 // The check-read: a write the server acknowledged but did not keep has failed.
-                match self.client.list_users().await {
+                let progress = reading_progress(self.client, out, "checking", false);
+                let fresh = self.client.list_users().await;
+                progress.finish(false);
+                match fresh {
                     Ok(fresh) => apply::verify_effects(&mut report.results, &fresh, now()),
                     Err(e) => {
-                        out.error(&e);
+                        out.error(&self.conn.explain(e));
                         out.stderr("error: could not check that the changes took effect\n");
                         self.record(&mut log, &mut report);
                         self.print_report(&report, false);
@@ -225,7 +327,7 @@ impl Session<'_> {
         let confirmed = tokio::select! {
             answer = answer => answer
                 .map_err(|e| Error::Internal(format!("the confirmation prompt failed: {e}")))??,
-            _ = self.interrupt.notify.notified() => return Err(Error::Interrupted),
+            _ = self.interrupt.notify.notified() => return Err(Error::InterruptedAtPrompt),
         };
         if confirmed {
             Ok(())
@@ -260,7 +362,11 @@ impl Session<'_> {
             }
             ApplyFormat::Text => {
                 self.out.stderr(&render::apply_failures(report));
-                self.out.stdout(&render::apply_counters(report, complete));
+                // --quiet: the counters only when a change was made or failed.
+                let c = report.counters();
+                if !self.out.quiet || c.created + c.restored + c.decommissioned + c.failed > 0 {
+                    self.out.stdout(&render::apply_counters(report, complete));
+                }
             }
         }
     }
@@ -309,8 +415,8 @@ impl ApplyLog {
     }
 }
 
-/// Check the plan's approvals against `policy` (resolved from the flags, or from the
-/// policy file's `[approvals]`): `None` when none are required or given; too few is
+/// Check the plan's approvals against `policy` (the flags with the policy file's
+/// `[approvals]`): `None` when none are required or given; too few is
 /// `ApprovalsMissing` (exit 3). Approvals that did not count are warned about even when
 /// enough others did.
 pub fn check_approvals(

@@ -3,12 +3,11 @@
 //! can make a plan exactly as `plan` does without copying it.
 
 use std::path::Path;
-use std::time::Duration;
 
-use crate::cli::{Common, PlanArgs, PlanFormat};
-use crate::config::{Connection, Env};
+use crate::cli::{PlanArgs, PlanFormat};
+use crate::config::{Connection, Env, PlanConfig, PlanPolicy};
 use crate::error::{Error, Exit};
-use crate::model::{Protection, RosterSource};
+use crate::model::{ActionKind, Protection};
 use crate::output::Output;
 use crate::planfile::{Plan, PlanMeta};
 use crate::reconcile;
@@ -16,54 +15,15 @@ use crate::render;
 use crate::sanitize::sanitize;
 use crate::supabase::Client;
 
-use super::{client_for, now, read_state};
+use super::{client_for, now, read_state_shown};
 
-/// What a plan is made from, beyond the state it reads: the policy of one run.
-#[derive(Debug, Clone)]
-pub struct PlanRequest {
-    pub source: RosterSource,
-    pub protect: Vec<String>,
-    pub max_bans: Option<usize>,
-    pub allow_empty_roster: bool,
-    pub expires_in: Duration,
-}
-
-impl PlanRequest {
-    pub fn from_args(args: &PlanArgs) -> Result<PlanRequest, Error> {
-        let source = match (&args.roster_table, &args.roster_file) {
-            (Some((schema, table)), _) => RosterSource::Table {
-                schema: schema.clone(),
-                table: table.clone(),
-            },
-            (None, Some(path)) => {
-                let path = path.to_str().ok_or(Error::BadFlag {
-                    flag: "--roster-file",
-                    reason: "the path is not valid UTF-8".into(),
-                })?;
-                RosterSource::File(path.to_string())
-            }
-            (None, None) => RosterSource::default_table(),
-        };
-        Ok(PlanRequest {
-            source,
-            protect: args.protect.clone(),
-            max_bans: args.max_bans,
-            allow_empty_roster: args.allow_empty_roster,
-            expires_in: args.expires_in,
-        })
-    }
-}
-
-pub async fn run(
-    args: &PlanArgs,
-    common: &Common,
-    env: &Env<'_>,
-    out: &Output,
-) -> Result<Exit, Error> {
-    let request = PlanRequest::from_args(args)?;
+pub async fn run(args: &PlanArgs, env: &Env<'_>, out: &Output) -> Result<Exit, Error> {
+    // The policy file is read and checked before anything else: nothing is read from the
+    // network until it is valid.
+    let config = PlanConfig::resolve(args, Path::new(""))?;
     let conn = Connection::from_env(env)?;
-    let client = client_for(&conn, common)?;
-    let plan = make(&request, &conn, &client, out).await?;
+    let client = client_for(&conn, &config.client)?;
+    let plan = make(&config.policy, &conn, &client, out).await?;
     plan.write_atomic(&args.out)?;
     present(&plan, &args.out, args.format, out);
     Ok(if args.detailed_exitcode && plan.summary.has_changes() {
@@ -76,12 +36,14 @@ pub async fn run(
 /// Read the state and make the plan: reconcile, print the warnings, apply the guards
 /// (exit 4 before anything is written when one refuses).
 pub async fn make(
-    request: &PlanRequest,
+    request: &PlanPolicy,
     conn: &Connection,
     client: &Client,
     out: &Output,
 ) -> Result<Plan, Error> {
-    let (roster, users) = read_state(client, &request.source).await?;
+    let (roster, users) = read_state_shown(client, &request.source, out)
+        .await
+        .map_err(|e| conn.explain(e))?;
 
     let mut protection = Protection::default();
     for p in &request.protect {
@@ -93,8 +55,8 @@ pub async fn make(
     // The plan needs only the reconciliation from here on; at 100k users the raw
     // listings are tens of MB, better freed before the plan file is written.
     drop((roster, users));
-    for w in &rec.warnings {
-        out.warn(&w.to_string());
+    for line in render::warning_lines(&rec.warnings) {
+        out.warn(&line);
     }
 
     if rec.observed.roster.is_empty() && !request.allow_empty_roster {
@@ -110,6 +72,12 @@ pub async fn make(
         return Err(Error::TooManyBans {
             bans: rec.summary.ban,
             max: max_bans,
+            emails: rec
+                .changes
+                .iter()
+                .filter(|c| c.action == ActionKind::Ban)
+                .map(|c| c.email.clone())
+                .collect(),
         });
     }
 
@@ -127,23 +95,21 @@ pub async fn make(
     ))
 }
 
-/// Show a plan just written to `path`, in the format asked for.
+/// Show a plan just written to `path`, in the format asked for. Under `--quiet` the
+/// text view is not printed; `--format json` and `markdown` are data and always are.
 pub fn present(plan: &Plan, path: &Path, format: PlanFormat, out: &Output) {
     let out_path = path.display().to_string();
     match format {
+        PlanFormat::Text if out.quiet => {}
         PlanFormat::Text => {
             out.stdout(&render::plan_text(plan, out.stdout_style));
-            out.stdout(&render::plan_footer(
-                &out_path,
-                &plan.digest,
-                out.stdout_style,
-            ));
+            out.stdout(&render::plan_footer(plan, &out_path, out.stdout_style));
         }
         PlanFormat::Json => out.stdout(&plan.to_pretty_json()),
         PlanFormat::Markdown => out.stdout(&render::plan_markdown(plan)),
     }
     if format != PlanFormat::Text {
-        out.stderr(&format!(
+        out.note(&format!(
             "Plan saved to {} ({}).\n",
             sanitize(&out_path),
             plan.digest

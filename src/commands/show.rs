@@ -1,9 +1,12 @@
 //! `provision show PLAN`: render a saved plan, offline, after the checks `Plan::parse` makes.
 
+use std::path::Path;
+
 use time::OffsetDateTime;
 
 use crate::approval;
 use crate::cli::{PlanFormat, ShowArgs};
+use crate::config::{ShowConfig, approval_policy};
 use crate::error::{Error, Exit};
 use crate::output::Output;
 use crate::planfile::Plan;
@@ -11,6 +14,8 @@ use crate::render;
 use crate::sanitize::sanitize;
 
 pub fn run(args: &ShowArgs, out: &Output) -> Result<Exit, Error> {
+    // The policy file is checked like every command's (its approvals are for `show`, too).
+    let config = ShowConfig::resolve(args, Path::new(""))?;
     let text = std::fs::read_to_string(&args.plan).map_err(|e| Error::ReadFile {
         path: args.plan.clone(),
         reason: e.to_string(),
@@ -19,7 +24,7 @@ pub fn run(args: &ShowArgs, out: &Output) -> Result<Exit, Error> {
     let approvals = approval::evaluate(
         &plan.digest,
         &args.approvals.approvals,
-        &args.approvals.policy(),
+        &approval_policy(&args.approvals, config.approvals.as_ref())?,
         OffsetDateTime::now_utc(),
         &super::local_time,
     )?;

@@ -157,6 +157,7 @@ impl Client {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.inner.progress.users_page(users.len(), total);
         Ok(UsersPage { users, total })
     }
 

@@ -6,6 +6,7 @@
 mod auth;
 mod failure;
 mod limiter;
+mod progress;
 mod rest;
 mod retry;
 mod skim;
@@ -23,6 +24,7 @@ use crate::error::{ApiFailure, Error, FailureKind};
 
 use failure::Scrubber;
 use limiter::{Limiter, Outcome};
+pub use progress::{ReadCounts, ReadProgress};
 pub use retry::RetryPolicy;
 
 /// Everything the client needs; the CLI builds it from flags and the environment.
@@ -70,6 +72,7 @@ struct Inner {
     limiter: Limiter,
     concurrency: usize,
     scrub: Scrubber,
+    progress: Arc<ReadProgress>,
 }
 
 impl std::fmt::Debug for Client {
@@ -158,8 +161,14 @@ impl Client {
                 limiter: Limiter::new(concurrency),
                 concurrency,
                 scrub: Scrubber::new(cfg.key.expose()),
+                progress: Arc::default(),
             }),
         })
+    }
+
+    /// Pages and rows read so far, for a progress display.
+    pub fn read_progress(&self) -> Arc<ReadProgress> {
+        self.inner.progress.clone()
     }
 
     /// Peak number of requests this client (and its clones) had in flight at once.

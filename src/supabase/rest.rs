@@ -257,6 +257,7 @@ impl Client {
             .and_then(parse_content_range)
             .ok_or_else(|| self.bad_response(&spec, "no usable `Content-Range` header"))?;
         let rows = self.rows_from_body(&spec, &answer.body)?;
+        self.inner.progress.roster_page(rows.len(), range.total);
         Ok(Page::Rows { rows, range })
     }
 

@@ -661,7 +661,11 @@ fn ctrl_c_at_the_prompt_exits_130_and_writes_nothing() {
         WaitStatus::Exited(_, code) => assert_eq!(code, 130, "{screen}"),
         other => panic!("apply did not exit normally: {other:?}"),
     }
-    assert!(screen.contains("interrupted"), "{screen}");
+    assert!(
+        screen.contains("error: not confirmed (interrupted at the prompt); nothing was changed"),
+        "{screen}"
+    );
+    assert!(!screen.contains("resume"), "nothing was sent: {screen}");
     assert_eq!(writes(&world), 0);
 }
 

@@ -935,3 +935,86 @@ fn an_approval_that_is_a_fifo_is_not_counted_and_never_blocks() {
     );
     assert!(world.sandbox.requests().is_empty());
 }
+
+#[test]
+fn a_policy_files_approvals_are_required_and_flags_cannot_lower_or_swap_them() {
+    require_openssh!();
+    let world = World::team();
+    world.plan(&[]).code(0);
+    keygen(&world, "alice", &["-t", "ed25519"], "");
+    keygen(&world, "bob", &["-t", "ed25519"], "");
+    std::fs::create_dir(world.path("policy")).unwrap();
+    std::fs::write(
+        world.path("policy/allowed_signers"),
+        format!(
+            "alice@example.com {}\nbob@example.com {}\n",
+            public_key(&world, "alice"),
+            public_key(&world, "bob")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        world.path("provision.toml"),
+        "[approvals]\nallowed_signers = \"policy/allowed_signers\"\nrequired = 2\n",
+    )
+    .unwrap();
+    ssh_sign(&world, "alice", "provision-plan", &message(&world), "a.sig");
+    ssh_sign(&world, "bob", "provision-plan", &message(&world), "b.sig");
+    world.sandbox.clear_requests();
+
+    // Required by the file, and a flag asking for fewer does not lower it.
+    for extra in [&[][..], &["--require-approvals", "1"][..]] {
+        let mut args = vec!["apply", "plan.json", "--yes", "--approval", "a.sig"];
+        args.extend_from_slice(extra);
+        let run = world.run(&args);
+        run.code(3);
+        assert_eq!(
+            run.stderr,
+            format!(
+                "error: the plan has 1 of the 2 approvals it needs; nothing was changed\n  counted: `a.sig` approved by `alice@example.com` ({})\nCollect approvals with `provision approve PLAN` from approvers in the allowed-signers file, and pass each with `--approval FILE`.\n",
+                fingerprint(&world, "alice")
+            )
+        );
+    }
+    // Another allowed-signers file cannot replace the policy's.
+    std::fs::write(
+        world.path("mine"),
+        format!("alice@example.com {}\n", public_key(&world, "alice")),
+    )
+    .unwrap();
+    let run = world.run(&[
+        "apply",
+        "plan.json",
+        "--yes",
+        "--approval",
+        "a.sig",
+        "--allowed-signers",
+        "mine",
+    ]);
+    run.code(1);
+    assert_eq!(
+        run.stderr,
+        "error: `--allowed-signers`: the policy file's `[approvals]` names `policy/allowed_signers`; a flag cannot replace the allowed signers a policy requires\n"
+    );
+    assert!(world.sandbox.requests().is_empty(), "nothing was sent");
+
+    // `show` lists the file's requirement; two approvers apply.
+    world
+        .run(&["show", "plan.json", "--approval", "a.sig"])
+        .code(0)
+        .stdout_has("Approvals: 1 of 2 required\n")
+        .stdout_has(
+            "  missing: 1 more approval from another principal in the allowed-signers file\n",
+        );
+    world
+        .run(&[
+            "apply",
+            "plan.json",
+            "--yes",
+            "--approval",
+            "a.sig",
+            "--approval",
+            "b.sig",
+        ])
+        .code(0);
+}
