@@ -1018,3 +1018,45 @@ fn a_policy_files_approvals_are_required_and_flags_cannot_lower_or_swap_them() {
         ])
         .code(0);
 }
+
+#[test]
+fn show_json_keeps_the_plan_as_stored_and_says_who_approved_on_stderr() {
+    require_openssh!();
+    let world = World::team();
+    world.plan(&[]).code(0);
+    keygen(&world, "alice", &["-t", "ed25519"], "");
+    allowed_signers(
+        &world,
+        &format!("alice@example.com {}\n", public_key(&world, "alice")),
+    );
+    ssh_sign(&world, "alice", "provision-plan", &message(&world), "a.sig");
+    let args = |format: &'static str| {
+        vec![
+            "show",
+            "plan.json",
+            "--format",
+            format,
+            "--approval",
+            "a.sig",
+            "--allowed-signers",
+            "allowed_signers",
+        ]
+    };
+    let section = format!(
+        "Approvals: 1\n  approved by alice@example.com ({}) in `a.sig`\n",
+        fingerprint(&world, "alice")
+    );
+    let run = world.run(&args("json"));
+    run.code(0);
+    assert_eq!(
+        run.stdout,
+        std::fs::read_to_string(world.path("plan.json")).unwrap()
+    );
+    assert_eq!(run.stderr, section);
+    let run = world.run(&args("markdown"));
+    run.code(0);
+    assert!(
+        run.stdout.ends_with(&format!("\n```\n{section}```\n")),
+        "{run:#?}"
+    );
+}
