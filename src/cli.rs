@@ -20,8 +20,8 @@ Exit codes:
   1    error before any write was sent (configuration, network, server, bad input)
   2    plan --detailed-exitcode: the plan has changes
   3    apply refused and changed nothing (stale, other target, expired, digest,
-       unknown format_version, --expect-digest mismatch, not confirmed);
-       show: the digest does not match
+       unknown format_version, --expect-digest mismatch, too few approvals,
+       not confirmed); show: the digest does not match; approve: the plan is refused
   4    plan (or apply without PLAN) refused by a safety guard (too many bans, empty
        roster); no plan written
   5    apply sent writes and at least one change failed; run the same plan again to resume
@@ -169,8 +169,8 @@ pub enum Command {
         "  0    every change applied (or already in effect), or nothing to do\n",
         "  1    error before any write was sent (configuration, network, server, bad plan file)\n",
         "  3    refused, nothing changed: drifted state, other target, expired, digest mismatch,\n",
-        "       unknown format_version, --expect-digest mismatch, not confirmed, or (without\n",
-        "       PLAN) the policy file requires approvals\n",
+        "       unknown format_version, --expect-digest mismatch, too few approvals, not\n",
+        "       confirmed, or (without PLAN) the policy file requires approvals\n",
         "  4    without PLAN: refused by a safety guard (too many bans, empty roster)\n",
         "  5    writes were sent and at least one change failed; run the same plan again to resume\n",
         "  64   usage error (e.g. plan flags next to PLAN: a saved plan carries its own policy)\n",
@@ -191,6 +191,25 @@ pub enum Command {
         "  64  usage error"))]
     Show(ShowArgs),
 
+    /// Approve a plan: sign its digest with your SSH key (works offline)
+    ///
+    /// Checks the plan (digest, format, expiry), then signs `<digest>\n` in OpenSSH's
+    /// SSHSIG format, namespace `provision-plan`: with `--key FILE` (an OpenSSH private
+    /// key; an encrypted one asks for its passphrase on a terminal), else through ssh-agent
+    /// (`SSH_AUTH_SOCK`) with the one key it holds or the key whose public half is
+    /// `--key FILE.pub`. Writes the armored signature and prints the key's fingerprint.
+    /// The same file comes from
+    /// `printf '%s\n' sha256:… | ssh-keygen -Y sign -f KEY -n provision-plan`.
+    #[command(after_help = concat!(
+        "Environment:\n",
+        "  SSH_AUTH_SOCK (the agent, when --key is not a private key file)\n\n",
+        "Exit codes:\n",
+        "  0   signed\n",
+        "  1   key, agent or file problem (nothing written)\n",
+        "  3   the plan itself is refused (digest, format, expired)\n",
+        "  64  usage error"))]
+    Approve(ApproveArgs),
+
     /// Print a shell completion script
     Completions {
         /// The shell to complete for
@@ -202,10 +221,10 @@ pub enum Command {
     ///
     /// One page per command, named as cargo and git name theirs: `provision man` prints
     /// provision(1), `provision man plan` prints provision-plan(1). To install them all:
-    /// `for c in "" plan apply show completions man; do provision man $c > provision${c:+-$c}.1; done`.
+    /// `for c in "" plan apply show approve completions man; do provision man $c > provision${c:+-$c}.1; done`.
     Man {
         /// The command whose page to print (default: the top-level page)
-        #[arg(value_name = "COMMAND", value_parser = ["plan", "apply", "show", "completions", "man"])]
+        #[arg(value_name = "COMMAND", value_parser = ["plan", "apply", "show", "approve", "completions", "man"])]
         command: Option<String>,
     },
 }
@@ -314,6 +333,9 @@ pub struct ApplyArgs {
     #[command(flatten, next_help_heading = "One-step apply (without PLAN)")]
     pub policy: PolicyArgs,
 
+    #[command(flatten, next_help_heading = "Approvals (with PLAN)")]
+    pub approvals: ApprovalArgs,
+
     #[command(flatten)]
     pub global: GlobalArgs,
 }
@@ -328,11 +350,50 @@ pub struct ShowArgs {
     #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
     pub format: PlanFormat,
 
+    #[command(flatten, next_help_heading = "Approvals")]
+    pub approvals: ApprovalArgs,
+
     #[command(flatten)]
     pub config: ConfigArg,
 
     #[command(flatten)]
     pub color: ColorArg,
+}
+
+#[derive(Debug, Args)]
+pub struct ApproveArgs {
+    /// The plan file to approve
+    #[arg(value_name = "PLAN")]
+    pub plan: PathBuf,
+
+    /// An OpenSSH private key file, or the `.pub` of a key held by ssh-agent [default: the agent's one key]
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+
+    /// Where to write the signature (`-`: stdout) [default: PLAN.<fingerprint>.sig]
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub color: ColorArg,
+}
+
+/// Approvals to check: `apply PLAN` requires them, `show` lists them. Unset values come
+/// from the policy file's `[approvals]` (see `config::approval_policy`).
+#[derive(Debug, Clone, Default, Args)]
+pub struct ApprovalArgs {
+    /// An approval: a signature file from `provision approve` or `ssh-keygen -Y sign` (repeatable)
+    #[arg(long = "approval", value_name = "FILE", requires = "plan")]
+    pub approvals: Vec<PathBuf>,
+
+    /// OpenSSH allowed-signers file naming whose approvals count [default: the policy file's]
+    #[arg(long, value_name = "FILE", requires = "plan")]
+    pub allowed_signers: Option<PathBuf>,
+
+    /// Distinct principals who must approve the plan (`apply` refuses with fewer; `show`
+    /// lists what is missing) [default: the policy file's, else 0]
+    #[arg(long, value_name = "N", requires = "plan")]
+    pub require_approvals: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -373,6 +434,7 @@ impl Cli {
                 (Some((client, progress)), Some(config), color)
             }
             Command::Show(a) => (None, Some(&mut a.config), &mut a.color),
+            Command::Approve(a) => (None, None, &mut a.color),
             Command::Completions { .. } | Command::Man { .. } => (None, None, &mut ignored),
         };
         let (concurrency, timeout, interval) = match global {
@@ -426,6 +488,7 @@ impl Command {
             Command::Plan(_) => "plan",
             Command::Apply(_) => "apply",
             Command::Show(_) => "show",
+            Command::Approve(_) => "approve",
             Command::Completions { .. } => "completions",
             Command::Man { .. } => "man",
         }
@@ -462,6 +525,7 @@ impl Command {
             Command::Plan(a) => a.global.color.choice(),
             Command::Apply(a) => a.global.color.choice(),
             Command::Show(a) => a.color.choice(),
+            Command::Approve(a) => a.color.choice(),
             Command::Completions { .. } | Command::Man { .. } => ColorChoice::Auto,
         }
     }

@@ -44,7 +44,10 @@ use std::time::Duration;
 
 use url::{Host, Url};
 
-use crate::cli::{ApplyArgs, ClientArgs, ColorChoice, PlanArgs, PolicyArgs, ShowArgs};
+use crate::approval::ApprovalPolicy;
+use crate::cli::{
+    ApplyArgs, ApprovalArgs, ClientArgs, ColorChoice, PlanArgs, PolicyArgs, ShowArgs,
+};
 use crate::error::{Error, FailureKind};
 use crate::model::RosterSource;
 use crate::policyfile::{self, Approvals, PolicyFile};
@@ -146,6 +149,46 @@ impl ApplyConfig {
             approvals: file.and_then(|f| f.approvals),
         })
     }
+}
+
+/// The approvals an apply of a plan file needs (and `show` lists): the flags with the
+/// policy file's `[approvals]`. The file's `required` is a floor (a flag may ask for
+/// more, never fewer) and its allowed-signers file cannot be swapped by a flag: a policy
+/// that requires approvals cannot be bypassed from the command line.
+pub fn approval_policy(
+    flags: &ApprovalArgs,
+    file: Option<&Approvals>,
+) -> Result<ApprovalPolicy, Error> {
+    let Some(file) = file else {
+        return Ok(ApprovalPolicy {
+            allowed_signers: flags.allowed_signers.clone(),
+            required: flags.require_approvals.unwrap_or(0),
+        });
+    };
+    if let Some(flag) = &flags.allowed_signers
+        && !same_file(flag, &file.allowed_signers)
+    {
+        return Err(Error::BadFlag {
+            flag: "--allowed-signers",
+            reason: format!(
+                "the policy file's `[approvals]` names `{}`; a flag cannot replace the allowed signers a policy requires",
+                file.allowed_signers.display()
+            ),
+        });
+    }
+    Ok(ApprovalPolicy {
+        allowed_signers: Some(file.allowed_signers.clone()),
+        required: flags.require_approvals.unwrap_or(0).max(file.required),
+    })
+}
+
+/// Whether two paths name the same file (as given, or once resolved).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!(
+            (std::fs::canonicalize(a), std::fs::canonicalize(b)),
+            (Ok(a), Ok(b)) if a == b
+        )
 }
 
 impl ShowConfig {

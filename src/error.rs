@@ -213,6 +213,58 @@ pub enum Error {
         reason: String,
     },
 
+    // ---- approvals (exit 1 unless said) ----
+    #[error(
+        "error: `{path}` line {line}: {reason}\nFix the allowed-signers file (OpenSSH's format: `principals [options] keytype base64`) and run the command again."
+    )]
+    AllowedSignersLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    #[error("error: `{path}` cannot sign: {reason}\n{hint}")]
+    SigningKey {
+        path: PathBuf,
+        reason: String,
+        hint: String,
+    },
+
+    #[error(
+        "error: `{path}` is encrypted and there is no terminal to ask for its passphrase\nRun `provision approve` on a terminal, or add the key to ssh-agent (`ssh-add {path}`) and pass `--key {path}.pub`."
+    )]
+    PassphraseNeedsTerminal { path: PathBuf },
+
+    #[error(
+        "error: no `--key` was given and no ssh-agent is reachable (`SSH_AUTH_SOCK` is not set)\nPass `--key` with your private key file, or start ssh-agent and add your key with `ssh-add`."
+    )]
+    NoAgent,
+
+    #[error(
+        "error: ssh-agent: {reason}\nCheck the agent (`ssh-add -L` lists its keys), or pass `--key` with your private key file."
+    )]
+    Agent { reason: String },
+
+    #[error(
+        "error: ssh-agent holds no key\nAdd yours with `ssh-add`, or pass `--key` with your private key file."
+    )]
+    AgentEmpty,
+
+    #[error(
+        "error: ssh-agent holds {count} keys and no `--key` says which one signs:\n{keys}Pass `--key FILE.pub` with the public half of the key to sign with."
+    )]
+    AgentSeveralKeys { count: usize, keys: String },
+
+    #[error(
+        "error: ssh-agent does not hold the key `{path}` ({fingerprint})\nAdd it with `ssh-add`, or pass `--key` with the private key file."
+    )]
+    AgentLacksKey { path: PathBuf, fingerprint: String },
+
+    #[error(
+        "error: approvals are required, but no allowed-signers file says whose approvals count\nPass `--allowed-signers FILE` (OpenSSH's allowed-signers format)."
+    )]
+    ApprovalsNeedSigners,
+
     // ---- guards (exit 4) ----
     #[error(
         "error: the plan would ban {bans} users, more than `--max-bans` {max}:\n{}No plan was written. Check the roster source; if the bans are intended, pass `--max-bans {bans}`.",
@@ -266,6 +318,16 @@ pub enum Error {
         "error: the remote state changed since the plan was made; nothing was changed\nRe-run `provision plan` and review the new plan."
     )]
     Drift,
+
+    #[error(
+        "error: the plan has {counted} of the {required} approvals it needs; nothing was changed\n{details}Collect approvals with `provision approve PLAN` from approvers in the allowed-signers file, and pass each with `--approval FILE`."
+    )]
+    ApprovalsMissing {
+        counted: usize,
+        required: u32,
+        /// One line per approval that did not count, each ending in a newline.
+        details: String,
+    },
 
     #[error("error: not confirmed; nothing was changed")]
     NotConfirmed,
@@ -324,6 +386,12 @@ impl Error {
             | NotAPlan { .. }
             | WriteFile { .. }
             | BadTarget { .. } => Exit::Error,
+            AllowedSignersLine { .. } | SigningKey { .. } | PassphraseNeedsTerminal { .. } => {
+                Exit::Error
+            }
+            NoAgent | Agent { .. } | AgentEmpty | AgentSeveralKeys { .. } => Exit::Error,
+            AgentLacksKey { .. } | ApprovalsNeedSigners => Exit::Error,
+            ApprovalsMissing { .. } => Exit::Refused,
             TooManyBans { .. } | EmptyRoster { .. } => Exit::Guard,
             UnknownFormat(_)
             | DigestMismatch { .. }

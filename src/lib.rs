@@ -3,6 +3,7 @@
 //! command to its module in `commands/`; it decides nothing else.
 
 pub mod apply;
+pub mod approval;
 pub mod cli;
 pub mod commands;
 pub mod config;
@@ -70,6 +71,7 @@ where
         Command::Plan(ref args) => with_runtime(|| commands::plan::run(args, env, &out)),
         Command::Apply(ref args) => with_runtime(|| commands::apply::run(args, env, &out)),
         Command::Show(ref args) => commands::show::run(args, &out),
+        Command::Approve(ref args) => commands::approve::run(args, env, &out),
         Command::Completions { shell } => commands::docs::completions(shell, &out),
         Command::Man { ref command } => commands::docs::man(command.as_deref(), &out),
     };

@@ -482,7 +482,7 @@ fn write_list<T>(hasher: &mut HashWriter, items: &[T], mut item: impl FnMut(&mut
 /// included) escaped as serde_json escapes them, numbers as serde_json prints them
 /// (integers, in every plan this program writes), UTF-8. Members are sorted here rather
 /// than trusting `serde_json::Map`, whose order depends on the `preserve_order` feature.
-fn digest_of(value: &Value) -> String {
+pub(crate) fn digest_of(value: &Value) -> String {
     let mut hasher = HashWriter(Sha256::new());
     let mut buf = Vec::with_capacity(64 * 1024);
     write_canonical(&mut buf, &mut hasher, value);

@@ -41,6 +41,21 @@ pub fn confirm(question: &str) -> Result<bool, Error> {
     Ok(answer.trim() == "yes")
 }
 
+/// Ask on the terminal for a passphrase, echoing nothing. Call only when
+/// `is_interactive`.
+pub fn passphrase(prompt: &str) -> Result<String, Error> {
+    dialoguer::Password::new()
+        .with_prompt(prompt)
+        .allow_empty_password(true)
+        .interact()
+        .map_err(|e| match e {
+            dialoguer::Error::IO(io) if io.kind() == std::io::ErrorKind::Interrupted => {
+                Error::Interrupted
+            }
+            other => Error::Internal(format!("cannot read the passphrase: {other}")),
+        })
+}
+
 /// How progress is shown on stderr while a command reads or writes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressMode {

@@ -13,8 +13,11 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use crate::apply::{self, ApplyReport, ChangeResult, Outcome, StopFlag};
+use crate::approval::{self, ApprovalPolicy, ApprovalReport};
 use crate::cli::{ApplyArgs, ApplyFormat};
-use crate::config::{ApplyConfig, ApplyMode, Connection, Env, PlanPolicy, same_target};
+use crate::config::{
+    ApplyConfig, ApplyMode, Connection, Env, PlanPolicy, approval_policy, same_target,
+};
 use crate::drift;
 use crate::error::{Error, Exit};
 use crate::jsonout;
@@ -87,6 +90,9 @@ async fn apply_saved(
             expires_at: plan.expires_at.format(&Rfc3339).unwrap_or_default(),
         });
     }
+    // Approvals before anything leaves the machine: too few is exit 3, no request.
+    let policy = approval_policy(&args.approvals, config.approvals.as_ref())?;
+    let approvals = check_approvals(&plan, &args.approvals.approvals, &policy, out)?;
     let conn = Connection::from_env(env)?;
     if !same_target(&plan.target, &conn.target()) {
         return Err(Error::WrongTarget {
@@ -108,7 +114,9 @@ async fn apply_saved(
         return Err(Error::Drift);
     }
 
-    Session::new(&plan, &conn, &client, args, config, &interrupt, out)
+    let mut session = Session::new(&plan, &conn, &client, args, config, &interrupt, out);
+    session.approvals = approvals.as_ref();
+    session
         .execute_changes(check.already_applied, check.pending, log)
         .await
 }
@@ -180,6 +188,9 @@ pub struct Session<'a> {
     /// One-step `apply --out FILE`: where the plan is written, after the confirmation
     /// and before the first write.
     pub save_to: Option<&'a Path>,
+    /// The approvals that were checked, when the apply needed or was given any: their
+    /// principals and fingerprints go on every `--log` record and the JSON summary.
+    pub approvals: Option<&'a ApprovalReport>,
 }
 
 impl<'a> Session<'a> {
@@ -202,6 +213,7 @@ impl<'a> Session<'a> {
             interrupt,
             out,
             save_to: None,
+            approvals: None,
         }
     }
 
@@ -226,6 +238,7 @@ impl<'a> Session<'a> {
         );
         // Outcomes known now (skipped as already in effect) are recorded now.
         if let Some(log) = log.as_mut() {
+            log.approvals = self.approvals.cloned();
             for r in &report.results {
                 log.outcome(plan, r);
             }
@@ -374,10 +387,14 @@ impl<'a> Session<'a> {
 
     fn print_report(&self, report: &ApplyReport, complete: bool) {
         match self.format {
-            ApplyFormat::Json => self.out.stdout(&format!(
-                "{}\n",
-                jsonout::to_string(&render::apply_summary_json(report))
-            )),
+            ApplyFormat::Json => {
+                let mut summary = render::apply_summary_json(report);
+                if let Some(approvals) = self.approvals {
+                    add_approvals(&mut summary["summary"], approvals);
+                }
+                self.out
+                    .stdout(&format!("{}\n", jsonout::to_string(&summary)));
+            }
             ApplyFormat::Text => {
                 self.out.stderr(&render::apply_failures(report));
                 // --quiet: the counters only when a change was made or failed.
@@ -425,6 +442,8 @@ pub struct ApplyLog {
     file: File,
     /// The file's length after the last whole record.
     len: u64,
+    /// The approvals of an approved apply: every record carries them.
+    approvals: Option<ApprovalReport>,
     /// Changes whose outcome was recorded (each gets one).
     recorded: HashSet<Change>,
     failure: Option<String>,
@@ -458,6 +477,7 @@ impl ApplyLog {
             path: path.to_path_buf(),
             file,
             len,
+            approvals: None,
             recorded: HashSet::new(),
             failure: None,
         })
@@ -465,15 +485,24 @@ impl ApplyLog {
 
     /// Record that `change`'s write is about to be sent; false when the log failed.
     fn started(&mut self, plan: &Plan, change: &Change) -> bool {
-        let line = render::log_started_line(plan, change, OffsetDateTime::now_utc());
+        let mut line = render::log_started_line(plan, change, OffsetDateTime::now_utc());
+        self.stamp(&mut line);
         self.append(&line)
     }
 
     /// Record `r`'s outcome, once per change.
     fn outcome(&mut self, plan: &Plan, r: &ChangeResult) {
         if self.recorded.insert(r.change.clone()) {
-            let line = render::log_line(plan, r, OffsetDateTime::now_utc());
+            let mut line = render::log_line(plan, r, OffsetDateTime::now_utc());
+            self.stamp(&mut line);
             self.append(&line);
+        }
+    }
+
+    /// `approved_by` and the key fingerprints, on an approved apply's records.
+    fn stamp(&self, record: &mut serde_json::Value) {
+        if let Some(approvals) = &self.approvals {
+            add_approvals(record, approvals);
         }
     }
 
@@ -510,4 +539,36 @@ impl ApplyLog {
             reason,
         })
     }
+}
+
+/// Check the plan's approvals against `policy` (the flags with the policy file's
+/// `[approvals]`): `None` when none are required or given; too few is
+/// `ApprovalsMissing` (exit 3). Approvals that did not count are warned about even when
+/// enough others did.
+pub fn check_approvals(
+    plan: &Plan,
+    approvals: &[PathBuf],
+    policy: &ApprovalPolicy,
+    out: &Output,
+) -> Result<Option<ApprovalReport>, Error> {
+    let Some(report) =
+        approval::evaluate(&plan.digest, approvals, policy, now(), &super::local_time)?
+    else {
+        return Ok(None);
+    };
+    approval::enforce(&report)?;
+    for n in &report.not_counted {
+        out.warn(&format!(
+            "approval not counted: {}",
+            approval::not_counted_line(n)
+        ));
+    }
+    Ok(Some(report))
+}
+
+/// `approved_by` (principals) and `approver_fingerprints` (`SHA256:…`, in the same
+/// order) on a `--log` record or the JSON summary of an approved apply.
+fn add_approvals(object: &mut serde_json::Value, approvals: &ApprovalReport) {
+    object["approved_by"] = serde_json::json!(approvals.approved_by());
+    object["approver_fingerprints"] = serde_json::json!(approvals.fingerprints());
 }

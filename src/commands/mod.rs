@@ -3,6 +3,7 @@
 //! state, the clock) lives here; `lib.rs` only dispatches.
 
 pub mod apply;
+pub mod approve;
 pub mod docs;
 pub mod plan;
 pub mod show;
@@ -150,6 +151,26 @@ pub(crate) fn checked(plan: Plan) -> Result<Plan, Error> {
 /// seconds (`Plan` does that when it records them).
 pub(crate) fn now() -> OffsetDateTime {
     OffsetDateTime::now_utc()
+}
+
+/// A local date and time as an instant, the way OpenSSH's `mktime` reads an
+/// allowed-signers timestamp written without `Z` (`TZ`, else the system's zone). `None`
+/// for a time that does not exist locally (a daylight-saving gap); an ambiguous one (the
+/// hour repeated in autumn) is its earlier instant.
+pub(crate) fn local_time(at: time::PrimitiveDateTime) -> Option<OffsetDateTime> {
+    use chrono::TimeZone;
+    let date = chrono::NaiveDate::from_ymd_opt(
+        at.year(),
+        u32::from(u8::from(at.month())),
+        u32::from(at.day()),
+    )?;
+    let naive = date.and_hms_opt(
+        u32::from(at.hour()),
+        u32::from(at.minute()),
+        u32::from(at.second()),
+    )?;
+    let local = chrono::Local.from_local_datetime(&naive).earliest()?;
+    OffsetDateTime::from_unix_timestamp(local.timestamp()).ok()
 }
 
 #[cfg(test)]

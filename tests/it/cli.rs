@@ -52,7 +52,7 @@ fn man_pages_cover_every_command_one_page_each() {
     let world = World::empty();
     let top = world.run(&["man"]);
     top.code(0).stdout_has(".TH provision 1");
-    for command in ["plan", "apply", "show", "completions", "man"] {
+    for command in ["plan", "apply", "show", "approve", "completions", "man"] {
         // The top page points to each command's page, and that page exists.
         top.stdout_has(&format!("provision\\-{command}(1)"));
         let page = world.run(&["man", command]);
@@ -191,7 +191,7 @@ fn every_recipe_uses_only_real_commands_and_flags() {
         let text = std::fs::read_to_string(&path).unwrap();
         for (sub, flags) in provision_commands(&text) {
             assert!(
-                ["plan", "apply", "show"].contains(&sub.as_str()),
+                ["plan", "apply", "show", "approve"].contains(&sub.as_str()),
                 "unknown command `{sub}` in {}",
                 path.display()
             );
@@ -218,7 +218,8 @@ fn ci_workflows_parse_pin_their_actions_and_warn_about_personal_data() {
         .into_iter()
         .filter(|p| p.extension().is_some_and(|e| e == "yml"))
         .collect();
-    assert_eq!(workflows.len(), 2);
+    // Plan, apply, and apply with approvals (the approvals option).
+    assert_eq!(workflows.len(), 3);
     for path in workflows {
         let text = std::fs::read_to_string(&path).unwrap();
         let yaml: serde_norway::Value = serde_norway::from_str(&text)

@@ -7,6 +7,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod apply;
+mod approve;
 mod bench;
 // The benchmark's driver, shared with `examples/bench` (examples cannot be imported).
 #[path = "../../examples/bench/driver.rs"]

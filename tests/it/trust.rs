@@ -693,3 +693,24 @@ fn a_format_version_too_large_for_an_integer_is_an_unknown_version() {
             .stderr_has("is not one this provision knows");
     }
 }
+
+#[test]
+fn approve_refuses_a_redigested_plan_that_does_not_explain_itself() {
+    let world = World::team();
+    let plan = plan_banning_ada_as_mallory(&world);
+    world.write_redigested("edited.json", plan);
+    let run = world.run(&["approve", "edited.json", "--key", "no-such-key"]);
+    run.code(3);
+    assert!(
+        run.stderr.starts_with(
+            "error: the plan does not follow from its own observed state: `changes[4]`"
+        ),
+        "{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read_dir(world.dir.path()).unwrap().count(),
+        2,
+        "no signature written"
+    );
+}
