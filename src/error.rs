@@ -205,7 +205,7 @@ pub enum Error {
     WriteFile { path: PathBuf, reason: String },
 
     #[error(
-        "error: `{flag}` `{path}` {reason}; nothing was read or written\nName a regular file (or a new path) that is not the roster file."
+        "error: `{flag}` `{path}` {reason}; nothing was read or written\nName a regular file, or a new path, other than the roster and plan files."
     )]
     BadTarget {
         flag: &'static str,

@@ -170,7 +170,18 @@ fn roster_from_plan(e: Error, source: &RosterSource) -> Error {
     }
 }
 
+/// The `--log` file, opened before any request. Never the plan file itself: appending
+/// records to it would break the plan being applied.
 fn open_log(args: &ApplyArgs) -> Result<Option<ApplyLog>, Error> {
+    if let (Some(log), Some(plan)) = (args.log.as_deref(), args.plan.as_deref())
+        && regular_file::same_file(log, plan)
+    {
+        return Err(Error::BadTarget {
+            flag: "--log",
+            path: log.to_path_buf(),
+            reason: "is the plan file".into(),
+        });
+    }
     args.log.as_deref().map(ApplyLog::open).transpose()
 }
 

@@ -234,7 +234,7 @@ fn plan_refuses_an_out_path_that_is_not_a_regular_file_before_any_request() {
             run.stderr,
             format!(
                 "error: `--out` `{out}` {what}, not a regular file; nothing was read or written\n\
-                 Name a regular file (or a new path) that is not the roster file.\n"
+                 Name a regular file, or a new path, other than the roster and plan files.\n"
             )
         );
     }
@@ -258,7 +258,7 @@ fn plan_refuses_to_write_its_plan_over_the_roster_file() {
     assert_eq!(
         run.stderr,
         "error: `--out` `./roster.yaml` is the roster file; nothing was read or written\n\
-         Name a regular file (or a new path) that is not the roster file.\n"
+         Name a regular file, or a new path, other than the roster and plan files.\n"
     );
     assert_eq!(
         std::fs::read_to_string(world.path("roster.yaml")).unwrap(),
@@ -298,16 +298,17 @@ fn apply_log_refuses_a_fifo_or_a_device_before_any_request() {
     mkfifo(&world.path("log.fifo"));
     world.sandbox.clear_requests();
     for (log, what) in [
-        ("log.fifo", "is a FIFO"),
-        ("/dev/full", "is a character device"),
+        ("log.fifo", "is a FIFO, not a regular file"),
+        ("/dev/full", "is a character device, not a regular file"),
+        ("./plan.json", "is the plan file"),
     ] {
         let run = world.run(&["apply", "plan.json", "--yes", "--log", log]);
         run.code(1);
         assert_eq!(
             run.stderr,
             format!(
-                "error: `--log` `{log}` {what}, not a regular file; nothing was read or written\n\
-                 Name a regular file (or a new path) that is not the roster file.\n"
+                "error: `--log` `{log}` {what}; nothing was read or written\n\
+                 Name a regular file, or a new path, other than the roster and plan files.\n"
             )
         );
     }
