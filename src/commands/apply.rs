@@ -336,7 +336,13 @@ impl<'a> Session<'a> {
 
         let log_failure = log.as_ref().is_some_and(ApplyLog::failed);
         let complete = !report.interrupted && report.failed() == 0 && !log_failure;
-        self.record(&mut log, &mut report);
+        if report.interrupted {
+            // No check-read after Ctrl-C: the successes are unconfirmed, so the log keeps
+            // their `started` records only (failures and skips are recorded already).
+            self.record(&mut None, &mut report);
+        } else {
+            self.record(&mut log, &mut report);
+        }
         self.print_report(&report, complete);
         if let Some(err) = log.and_then(ApplyLog::into_failure) {
             return Err(err);

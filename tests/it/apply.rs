@@ -27,7 +27,7 @@ fn state(world: &World) -> BTreeMap<String, (String, bool)> {
 
 /// Start `provision` with every request slowed by `latency`, and return once the sandbox
 /// has seen `min_writes` writes (an observable event, not a guessed duration).
-fn apply_in_background(
+pub fn apply_in_background(
     world: &World,
     args: &[&str],
     latency: Duration,

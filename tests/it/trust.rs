@@ -715,3 +715,38 @@ fn approve_refuses_a_redigested_plan_that_does_not_explain_itself() {
         "no signature written"
     );
 }
+
+#[test]
+fn after_ctrl_c_the_log_never_says_applied_for_an_unconfirmed_change() {
+    let world = World::empty();
+    let rows: Vec<provision::sandbox::RosterRow> = (0..20)
+        .map(|i| provision::sandbox::RosterRow::email(&format!("e{i}@example.com")))
+        .collect();
+    world.sandbox.set_roster(rows);
+    world.plan(&[]).code(0);
+    let child = crate::apply::apply_in_background(
+        &world,
+        &[
+            "apply",
+            "plan.json",
+            "--yes",
+            "--concurrency",
+            "1",
+            "--log",
+            "apply.log",
+        ],
+        Duration::from_millis(150),
+        2,
+    );
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    world.finish(child.wait_with_output().unwrap()).code(130);
+    let lines = log_lines(&world, "apply.log");
+    let started = lines.iter().filter(|l| l["outcome"] == "started").count();
+    assert!(started >= 2, "{lines:?}");
+    // No check-read was made: no record says `applied`.
+    assert!(lines.iter().all(|l| l["outcome"] == "started"), "{lines:?}");
+}
