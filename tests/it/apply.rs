@@ -52,6 +52,15 @@ pub fn apply_in_background(
     child
 }
 
+/// Ctrl-C for a running `provision` (SIGINT, as a terminal sends it).
+pub fn interrupt(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
 fn writes(world: &World) -> usize {
     world
         .sandbox
@@ -579,11 +588,7 @@ fn ctrl_c_mid_apply_exits_130_and_a_rerun_completes() {
         Duration::from_millis(150),
         2,
     );
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    interrupt(&child);
     let out = child.wait_with_output().unwrap();
     let run = world.finish(out);
     run.code(130).stderr_has("interrupted");

@@ -738,11 +738,7 @@ fn after_ctrl_c_the_log_never_says_applied_for_an_unconfirmed_change() {
         Duration::from_millis(150),
         2,
     );
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    crate::apply::interrupt(&child);
     world.finish(child.wait_with_output().unwrap()).code(130);
     let lines = log_lines(&world, "apply.log");
     let started = lines.iter().filter(|l| l["outcome"] == "started").count();
