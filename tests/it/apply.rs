@@ -42,7 +42,7 @@ pub fn apply_in_background(
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while writes(world) < min_writes {
+    while world.writes() < min_writes {
         assert!(
             std::time::Instant::now() < deadline,
             "apply never started writing"
@@ -59,15 +59,6 @@ pub fn interrupt(child: &std::process::Child) {
         .status()
         .unwrap();
     assert!(status.success());
-}
-
-fn writes(world: &World) -> usize {
-    world
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" || r.method == "PUT" || r.method == "DELETE")
-        .count()
 }
 
 #[test]
@@ -155,7 +146,7 @@ fn assert_drift_refused(change: impl FnOnce(&World), expect: &str) {
         .code(3)
         .stderr_has(expect)
         .stderr_has("Re-run `provision plan`");
-    assert_eq!(writes(&world), 0, "a refused apply makes zero writes");
+    assert_eq!(world.writes(), 0, "a refused apply makes zero writes");
 }
 
 #[test]
@@ -253,7 +244,7 @@ fn apply_refuses_a_tampered_plan() {
         .run(&["show", "plan.json"])
         .code(3)
         .stderr_has("digest");
-    assert_eq!(writes(&world), 0);
+    assert_eq!(world.writes(), 0);
 }
 
 #[test]
@@ -315,7 +306,7 @@ fn apply_refuses_a_digest_other_than_the_expected_one() {
         .run(&["apply", "plan.json", "--yes", "--expect-digest", &wrong])
         .code(3)
         .stderr_has("expected");
-    assert_eq!(writes(&world), 0);
+    assert_eq!(world.writes(), 0);
     let right = world.read_plan("plan.json")["digest"]
         .as_str()
         .unwrap()
@@ -333,7 +324,7 @@ fn apply_without_a_terminal_needs_yes() {
         .run(&["apply", "plan.json"])
         .code(3)
         .stderr_has("--yes");
-    assert_eq!(writes(&world), 0);
+    assert_eq!(world.writes(), 0);
 }
 
 #[test]
@@ -644,7 +635,7 @@ fn apply_on_a_terminal_refuses_any_answer_but_yes() {
     let (code, screen) = apply_on_a_terminal(&world, "y");
     assert_eq!(code, 3, "{screen}");
     assert!(screen.contains("not confirmed"), "{screen}");
-    assert_eq!(writes(&world), 0);
+    assert_eq!(world.writes(), 0);
 }
 
 #[test]
@@ -667,7 +658,7 @@ fn ctrl_c_at_the_prompt_exits_130_and_writes_nothing() {
         "{screen}"
     );
     assert!(!screen.contains("resume"), "nothing was sent: {screen}");
-    assert_eq!(writes(&world), 0);
+    assert_eq!(world.writes(), 0);
 }
 
 #[test]
