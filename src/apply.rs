@@ -15,7 +15,7 @@ use crate::model::{
     ActionKind, AuthUser, BAN_DURATION, Change, UNBAN_DURATION, effect_in_place, normalise_email,
 };
 pub use crate::report::{ApplyReport, ChangeResult, Counters, Outcome};
-use crate::supabase::{RetryPolicy, backoff, is_retryable_status};
+use crate::supabase::{RetryPolicy, delay_before_retry, is_retryable_status};
 
 /// The writes `apply` needs from Supabase. The real client implements it; unit tests use
 /// an in-memory fake.
@@ -135,7 +135,14 @@ async fn create<A: AuthAdmin>(admin: &A, change: Change, now: OffsetDateTime) ->
                 match resolve_create(admin, &change, &failure, now).await {
                     Resolved::Done(id, outcome) => break (id, outcome),
                     Resolved::Absent if is_transient(&failure) && attempt < CREATE_TRIES => {
-                        tokio::time::sleep(backoff(&RetryPolicy::default(), attempt - 1)).await;
+                        // The client's retry rules: its backoff, or the server's
+                        // `Retry-After` (capped) when it sent one.
+                        let delay = delay_before_retry(
+                            &RetryPolicy::default(),
+                            attempt - 1,
+                            failure.retry_after,
+                        );
+                        tokio::time::sleep(delay).await;
                     }
                     Resolved::Absent => break (None, failure_outcome(&failure)),
                 }
@@ -383,6 +390,7 @@ mod tests {
             status,
             code: code.map(str::to_string),
             message: "boom".into(),
+            retry_after: None,
         }
     }
 
@@ -625,6 +633,28 @@ mod tests {
         verify_effects(&mut results, &fresh, read_at);
         assert_eq!(results[0].outcome, Outcome::Applied);
         assert_eq!(results[1].outcome.error_code(), Some("not_in_effect"));
+    }
+
+    #[tokio::test]
+    async fn a_create_refused_for_load_waits_the_servers_retry_after_before_the_resend() {
+        let fake = Fake::default();
+        let refused = ApiFailure {
+            retry_after: Some(std::time::Duration::from_millis(400)),
+            ..failure(FailureKind::Http, Some(503), None)
+        };
+        fake.create_fail
+            .lock()
+            .unwrap()
+            .insert("dana@example.com".into(), (refused, false));
+        let started = std::time::Instant::now();
+        let results = run(
+            &fake,
+            vec![change(ActionKind::Create, "dana@example.com", None)],
+        )
+        .await;
+        assert_eq!(results[0].outcome, Outcome::Applied);
+        // Our own backoff would have been 100-200 ms.
+        assert!(started.elapsed() >= std::time::Duration::from_millis(400));
     }
 
     #[tokio::test]

@@ -561,6 +561,7 @@ mod tests {
             status: None,
             code: None,
             message: "dns error".into(),
+            retry_after: None,
         };
         assert_eq!(
             c.explain(Error::Api(failure.clone())).to_string(),

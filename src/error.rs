@@ -51,6 +51,8 @@ pub struct ApiFailure {
     pub status: Option<u16>,
     pub code: Option<String>,
     pub message: String,
+    /// The server's `Retry-After`, when it sent one (uncapped: the retry rules cap it).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -514,6 +516,7 @@ mod tests {
             status: Some(422),
             code: Some("email_exists".into()),
             message: "A user with this email address has already been registered".into(),
+            retry_after: None,
         };
         assert_eq!(f.error_code(), "email_exists");
         assert_eq!(

@@ -124,12 +124,17 @@ pub(crate) fn failure_from_response(
         .map(|s| scrub.clean(s))
         .filter(|s| !s.is_empty());
     let (body_code, message) = parse_error_body(body, scrub);
+    let retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| super::retry::parse_retry_after(v, std::time::SystemTime::now()));
     ApiFailure {
         request: request.to_string(),
         kind: FailureKind::Http,
         status: Some(status),
         code: body_code.or(header_code),
         message,
+        retry_after,
     }
 }
 

@@ -13,7 +13,7 @@ mod skim;
 
 use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, redirect};
@@ -27,7 +27,7 @@ use failure::Scrubber;
 use limiter::{Limiter, Outcome};
 pub use progress::{ReadCounts, ReadProgress};
 pub use retry::RetryPolicy;
-pub(crate) use retry::{backoff, is_retryable_status};
+pub(crate) use retry::{delay_before_retry, is_retryable_status};
 
 /// Everything the client needs; the CLI builds it from flags and the environment.
 #[derive(Debug, Clone)]
@@ -139,7 +139,6 @@ enum Read {
 struct TryFailure {
     failure: ApiFailure,
     retryable: bool,
-    retry_after: Option<Duration>,
 }
 
 impl Client {
@@ -256,7 +255,7 @@ impl Client {
             if !failed.retryable || tries >= max_tries {
                 return Err(failed.failure);
             }
-            let delay = retry::delay_before_retry(policy, tries - 1, failed.retry_after);
+            let delay = retry::delay_before_retry(policy, tries - 1, failed.failure.retry_after);
             tokio::time::sleep(delay).await;
         }
     }
@@ -305,13 +304,7 @@ impl Client {
 
         match result {
             Ok(answer) if (200..300).contains(&answer.status) => Ok(answer),
-            Ok(answer) => {
-                let retry_after = answer
-                    .headers
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-                Err(TryFailure {
+            Ok(answer) => Err(TryFailure {
                     failure: failure::failure_from_response(
                         &spec.describe,
                         answer.status,
@@ -319,10 +312,8 @@ impl Client {
                         &answer.body,
                         &self.inner.scrub,
                     ),
-                    retryable: retry::is_retryable_status(answer.status),
-                    retry_after,
-                })
-            }
+                retryable: retry::is_retryable_status(answer.status),
+            }),
             Err(Read::Network(e)) => Err(self.network_failure(&spec.describe, e)),
             // The same request would get the same answer: not retried.
             Err(Read::TooLarge) => Err(TryFailure {
@@ -334,7 +325,6 @@ impl Client {
                     ),
                 ),
                 retryable: false,
-                retry_after: None,
             }),
         }
     }
@@ -363,9 +353,9 @@ impl Client {
                 status: None,
                 code: None,
                 message: self.inner.scrub.clean(&message),
+                retry_after: None,
             },
             retryable,
-            retry_after: None,
         }
     }
 
@@ -377,6 +367,7 @@ impl Client {
             status: None,
             code: None,
             message: self.inner.scrub.clean(message.as_ref()),
+            retry_after: None,
         }
     }
 }
