@@ -488,6 +488,27 @@ mod tests {
     }
 
     #[test]
+    fn a_restore_or_ban_against_the_observed_state_is_refused_by_its_own_rule() {
+        // sample_plan: restore bob (banned, rostered), ban carol (active, not rostered).
+        let base = sample_plan();
+        let with = |edit: &dyn Fn(&mut Plan)| {
+            let mut p = base.clone();
+            edit(&mut p);
+            p
+        };
+        let p = with(&|p| p.observed.users[1].banned = false);
+        assert_eq!(rule_of(&p), Rule::RestoreNotBanned);
+        let p = with(&|p| {
+            p.observed
+                .roster
+                .retain(|e| e.as_str() != "bob@example.com")
+        });
+        assert_eq!(rule_of(&p), Rule::RestoreNotOnRoster);
+        let p = with(&|p| p.observed.users[2].banned = true);
+        assert_eq!(rule_of(&p), Rule::BanNotActive);
+    }
+
+    #[test]
     fn a_user_observed_under_two_emails_is_no_ones_to_touch() {
         let mut plan = sample_plan();
         // carol's id also observed under a second email: the ban is no longer safe.
