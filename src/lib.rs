@@ -3,6 +3,7 @@
 //! and is the one place that writes to stdout and stderr.
 
 pub mod apply;
+pub mod canonical;
 pub mod cli;
 pub mod config;
 pub mod drift;
@@ -372,7 +373,7 @@ async fn apply_cmd(
     let client = client_for(&conn, common)?;
 
     let (roster, users) = tokio::select! {
-        state = read_state(&client, &plan.roster_source) => state?,
+        state = read_state(&client, &plan.roster.source) => state?,
         _ = interrupt.notified() => return Err(Error::Interrupted),
     };
     let now = self::now();

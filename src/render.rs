@@ -438,9 +438,9 @@ pub fn plan_markdown(plan: &Plan) -> String {
         out,
         "Target: {}  \nRoster: {} ({} emails); auth users: {}  \nCreated {}, expires {}  \nDigest: `{}`",
         md_item(&plan.target),
-        md_item(&plan.roster_source.to_string()),
-        plan.roster_count,
-        plan.auth_users_count,
+        md_item(&plan.roster.source.to_string()),
+        plan.roster.count,
+        plan.auth_users.count,
         format_time(plan.created_at),
         format_time(plan.expires_at),
         sanitize(&plan.digest),
@@ -632,8 +632,8 @@ pub fn plan_details(plan: &Plan, now: time::OffsetDateTime) -> String {
         "Digest:  {}\nTarget:  {}\nRoster:  {} ({} emails)\nCreated: {created} ({age})\nExpires: {expires} ({expiry})\n",
         sanitize(&plan.digest),
         sanitize(&plan.target),
-        sanitize(&plan.roster_source.to_string()),
-        plan.roster_count,
+        sanitize(&plan.roster.source.to_string()),
+        plan.roster.count,
     )
 }
 
