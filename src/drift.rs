@@ -8,11 +8,11 @@ use std::fmt;
 use time::OffsetDateTime;
 
 use crate::model::{
-    ActionKind, AuthUser, Change, Email, ObservedUser, RosterEntry, normalise_email,
+    ActionKind, AuthUser, Change, Email, ObservedUser, RosterEntry, normalise_email, short_id,
 };
 use crate::planfile::{Plan, format_time};
 use crate::reconcile::observe;
-use crate::render::sanitize;
+use crate::sanitize::sanitize;
 
 /// One difference between what the plan observed and the fresh state that no planned
 /// change explains. Ids are kept whole; `Display` shortens them.
@@ -112,18 +112,6 @@ impl Drift {
     }
 }
 
-/// The first 8 characters of an id and `…`: enough to tell users apart on a terminal.
-fn short(id: &str) -> String {
-    let mut chars = id.chars();
-    let head: String = chars.by_ref().take(8).collect();
-    let head = sanitize(&head);
-    if chars.next().is_some() {
-        format!("{head}…")
-    } else {
-        head
-    }
-}
-
 impl fmt::Display for Drift {
     /// The contract's wording; emails and ids are sanitised for the terminal.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -146,14 +134,14 @@ impl fmt::Display for Drift {
                 f,
                 "{}: user {} created since the plan{}",
                 sanitize(email),
-                short(id),
+                sanitize(&short_id(id)),
                 if *banned { " (banned)" } else { "" }
             ),
             Drift::UserDeleted { email, id } => write!(
                 f,
                 "{}: user {} deleted since the plan",
                 sanitize(email),
-                short(id)
+                sanitize(&short_id(id))
             ),
             Drift::Recreated {
                 email,
@@ -163,8 +151,8 @@ impl fmt::Display for Drift {
                 f,
                 "{}: user {} deleted and re-created as {}",
                 sanitize(email),
-                short(old_id),
-                short(new_id)
+                sanitize(&short_id(old_id)),
+                sanitize(&short_id(new_id))
             ),
             Drift::Banned { email, .. } => {
                 write!(f, "{}: active at plan time, now banned", sanitize(email))
@@ -186,7 +174,7 @@ impl fmt::Display for Drift {
                 f,
                 "{}: user {} now has the email {}",
                 sanitize(old_email),
-                short(id),
+                sanitize(&short_id(id)),
                 sanitize(new_email)
             ),
             Drift::RosterNamesBannedUser { email, given } => write!(

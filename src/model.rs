@@ -362,7 +362,7 @@ fn parsed_member<'de, D: Deserializer<'de>, T>(
 ) -> Result<T, D::Error> {
     let raw = String::deserialize(deserializer)?;
     parse(&raw).ok_or_else(|| {
-        serde::de::Error::custom(format_args!("{what}: `{}`", crate::render::sanitize(&raw)))
+        serde::de::Error::custom(format_args!("{what}: `{}`", crate::sanitize::sanitize(&raw)))
     })
 }
 
@@ -392,6 +392,18 @@ impl Protection {
 
     pub fn is_empty(&self) -> bool {
         self.emails.is_empty() && self.domains.is_empty()
+    }
+}
+
+/// The first 8 characters of an id and `…`: enough to tell users apart on a screen.
+/// Not escaped: the caller sanitises for where it shows it.
+pub fn short_id(id: &str) -> String {
+    let mut chars = id.chars();
+    let head: String = chars.by_ref().take(8).collect();
+    if chars.next().is_some() {
+        format!("{head}…")
+    } else {
+        head
     }
 }
 

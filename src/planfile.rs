@@ -20,7 +20,7 @@ use crate::model::{
     ActionKind, Change, Conflict, Email, Observed, ObservedUser, RosterSource, Summary,
 };
 use crate::reconcile::Reconciliation;
-use crate::render::sanitize;
+use crate::sanitize::sanitize;
 
 /// The only format this version writes and reads.
 pub const FORMAT_VERSION: i64 = 1;

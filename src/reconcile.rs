@@ -12,7 +12,7 @@ use crate::model::{
     ActionKind, AuthUser, Change, Conflict, Email, Observed, ObservedUser, Protection, RosterEntry,
     Summary, normalise_email,
 };
-use crate::render::sanitize;
+use crate::sanitize::sanitize;
 
 /// What the operator asked for beyond the roster itself.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
