@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod drift;
 pub mod error;
+pub mod lookalike;
 pub mod model;
 pub mod output;
 pub mod planfile;
