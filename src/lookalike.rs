@@ -8,6 +8,10 @@
 //! (b) equal domains, local parts equal once dots and a `+tag` are removed;
 //! (c) equal local parts, domains within distance 1.
 //!
+//! Only emails of at most 255 characters whose local part has at most 64 (RFC 5321's
+//! limits; the Auth server refuses longer ones) are compared: that bounds the work per
+//! email, whatever the listing holds.
+//!
 //! (b) asks for equal domains: read across domains it would make every `ops@` of one
 //! domain a look-alike of every `ops@` of another, and (c) would say nothing (b) had not.
 
@@ -16,7 +20,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use serde::{Deserialize, Serialize};
 
-use crate::model::{ActionKind, Change};
+use crate::model::{ActionKind, Change, MAX_EMAIL_LEN};
 
 /// A planned create whose email looks like a planned ban's (the plan's `look_alikes`).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -39,14 +43,23 @@ pub enum Rule {
 /// The local part shorter than this allows one edit, not two.
 const SHORT_LOCAL: usize = 5;
 
-/// Why `a` and `b` look alike, or `None`. Both are taken as normalised; equal emails and
-/// values without an `@` are never look-alikes.
+/// The longest local part compared (RFC 5321).
+const MAX_LOCAL: usize = 64;
+
+/// `local@domain` when the email is short enough to be compared.
+fn split(email: &str) -> Option<(&str, &str)> {
+    let (local, domain) = email.rsplit_once('@')?;
+    (email.len() <= MAX_EMAIL_LEN && local.len() <= MAX_LOCAL).then_some((local, domain))
+}
+
+/// Why `a` and `b` look alike, or `None`. Both are taken as normalised; equal emails,
+/// values without an `@` and values too long to compare are never look-alikes.
 pub fn rule(a: &str, b: &str) -> Option<Rule> {
     if a == b {
         return None;
     }
-    let (la, da) = a.rsplit_once('@')?;
-    let (lb, db) = b.rsplit_once('@')?;
+    let (la, da) = split(a)?;
+    let (lb, db) = split(b)?;
     if da == db {
         let shorter = la.chars().count().min(lb.chars().count());
         let limit = if shorter < SHORT_LOCAL { 1 } else { 2 };
@@ -184,9 +197,7 @@ pub fn check(look_alikes: &[LookAlike], changes: &[Change]) -> Result<(), String
             return Err(format!("`look_alikes[{i}]` is out of order or repeated"));
         }
         if !creates.contains(pair.create.as_str()) {
-            return Err(format!(
-                "`look_alikes[{i}].create` is not a planned create"
-            ));
+            return Err(format!("`look_alikes[{i}].create` is not a planned create"));
         }
         if !bans.contains(pair.ban.as_str()) {
             return Err(format!("`look_alikes[{i}].ban` is not a planned ban"));
@@ -205,7 +216,7 @@ pub fn check(look_alikes: &[LookAlike], changes: &[Change]) -> Result<(), String
 /// characters, or with its tag and dots removed; for (c) the local part with the domain
 /// less up to one character. A deletion inside a run of one character is made once.
 fn variants(email: &str, mut each: impl FnMut(u64)) {
-    let Some((local, domain)) = email.rsplit_once('@') else {
+    let Some((local, domain)) = split(email) else {
         return;
     };
     let l = local.as_bytes();
@@ -290,13 +301,25 @@ mod tests {
 
     #[test]
     fn rule_a_one_edit_in_a_short_local_part_two_in_a_long_one() {
-        assert_eq!(rule("jon@example.com", "john@example.com"), Some(Rule::Typo));
+        assert_eq!(
+            rule("jon@example.com", "john@example.com"),
+            Some(Rule::Typo)
+        );
         assert_eq!(rule("ann@example.com", "nan@example.com"), Some(Rule::Typo));
         // Transpositions count one.
-        assert_eq!(rule("mraia@example.com", "maria@example.com"), Some(Rule::Typo));
-        assert_eq!(rule("jonathan@example.com", "jnoathon@example.com"), Some(Rule::Typo));
+        assert_eq!(
+            rule("mraia@example.com", "maria@example.com"),
+            Some(Rule::Typo)
+        );
+        assert_eq!(
+            rule("jonathan@example.com", "jnoathon@example.com"),
+            Some(Rule::Typo)
+        );
         // Five characters or more: two edits.
-        assert_eq!(rule("alice@example.com", "alyse@example.com"), Some(Rule::Typo));
+        assert_eq!(
+            rule("alice@example.com", "alyse@example.com"),
+            Some(Rule::Typo)
+        );
     }
 
     #[test]
@@ -305,7 +328,10 @@ mod tests {
         assert_eq!(strsim::damerau_levenshtein("ann", "dan"), 2);
         assert_eq!(rule("ann@example.com", "dan@example.com"), None);
         // Four characters: still one edit only.
-        assert_eq!(rule("anna@example.com", "anne@example.com"), Some(Rule::Typo));
+        assert_eq!(
+            rule("anna@example.com", "anne@example.com"),
+            Some(Rule::Typo)
+        );
         assert_eq!(rule("anna@example.com", "dina@example.com"), None);
         // Three edits apart in long local parts.
         assert_eq!(rule("jonathan@example.com", "jonnothin@example.com"), None);
@@ -331,8 +357,14 @@ mod tests {
 
     #[test]
     fn not_rule_b_across_domains_or_when_the_base_differs() {
-        assert_eq!(rule("j.o.h.n.smith@example.com", "johnsmith@other.org"), None);
-        assert_eq!(rule("john.smith+a@example.com", "john.smyth.jr+a@example.com"), None);
+        assert_eq!(
+            rule("j.o.h.n.smith@example.com", "johnsmith@other.org"),
+            None
+        );
+        assert_eq!(
+            rule("john.smith+a@example.com", "john.smyth.jr+a@example.com"),
+            None
+        );
     }
 
     #[test]
@@ -358,6 +390,11 @@ mod tests {
         assert_eq!(rule("john@example.com", "john@example.com"), None);
         assert_eq!(rule("john", "johm"), None);
         assert_eq!(rule("", "@"), None);
+        // Too long to compare (RFC 5321: 64 characters before the `@`).
+        let long = |c: &str| format!("{}{c}@example.com", "a".repeat(64));
+        assert_eq!(rule(&long(""), &long("b")), None);
+        let shorter = |c: &str| format!("{}{c}@example.com", "a".repeat(63));
+        assert_eq!(rule(&shorter(""), &shorter("b")), Some(Rule::Typo));
     }
 
     #[test]
@@ -418,7 +455,10 @@ mod tests {
     }
 
     fn email() -> impl Strategy<Value = String> {
-        ("[a-c.+]{1,7}", prop::sample::select(vec!["ex.com", "xe.com", "ex.co", "b.org"]))
+        (
+            "[a-c.+]{1,7}",
+            prop::sample::select(vec!["ex.com", "xe.com", "ex.co", "b.org"]),
+        )
             .prop_map(|(l, d)| format!("{l}@{d}"))
     }
 

@@ -362,7 +362,10 @@ fn parsed_member<'de, D: Deserializer<'de>, T>(
 ) -> Result<T, D::Error> {
     let raw = String::deserialize(deserializer)?;
     parse(&raw).ok_or_else(|| {
-        serde::de::Error::custom(format_args!("{what}: `{}`", crate::sanitize::sanitize(&raw)))
+        serde::de::Error::custom(format_args!(
+            "{what}: `{}`",
+            crate::sanitize::sanitize(&raw)
+        ))
     })
 }
 

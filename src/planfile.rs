@@ -16,6 +16,7 @@ use time::{OffsetDateTime, UtcOffset};
 
 use crate::canonical;
 use crate::error::Error;
+use crate::lookalike::LookAlike;
 use crate::model::{
     ActionKind, Change, Conflict, Email, Observed, ObservedUser, RosterSource, Summary,
 };
@@ -52,6 +53,10 @@ pub struct Plan {
     pub summary: Summary,
     pub changes: Vec<Change>,
     pub conflicts: Vec<Conflict>,
+    /// Creates that look like bans in this plan (sorted). Added within format 1: left
+    /// out when empty, so plans without any read and hash as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub look_alikes: Vec<LookAlike>,
     pub observed: Observed,
     /// `sha256:` + hex over the canonical form of the whole file without `digest`.
     pub digest: String,
@@ -124,6 +129,7 @@ impl Plan {
             summary: rec.summary,
             changes: rec.changes,
             conflicts: rec.conflicts,
+            look_alikes: rec.look_alikes,
             observed: rec.observed,
             digest: String::new(),
         };
@@ -596,6 +602,44 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn look_alikes_are_recorded_after_conflicts_and_covered_by_the_digest() {
+        let roster: Vec<RosterEntry> = ["jon@example.com"]
+            .iter()
+            .map(|e| RosterEntry {
+                email: Some(e.to_string()),
+                origin: "row 2".into(),
+            })
+            .collect();
+        let users = vec![user(
+            "0b1e6c4a-0000-4000-8000-000000000002",
+            "john@example.com",
+            false,
+        )];
+        let plan = plan_for(&reconcile(&roster, &users, now(), &Policy::default()));
+        let text = plan.to_pretty_json();
+        assert!(
+            text.contains(concat!(
+                "  \"conflicts\": [],\n",
+                "  \"look_alikes\": [\n",
+                "    {\n",
+                "      \"create\": \"jon@example.com\",\n",
+                "      \"ban\": \"john@example.com\"\n",
+                "    }\n",
+                "  ],\n",
+                "  \"observed\": {"
+            )),
+            "{text}"
+        );
+        assert_eq!(Plan::parse(&text, path()).unwrap(), plan);
+        let mut v = value_of(&plan);
+        v["look_alikes"][0]["ban"] = "johnny@example.com".into();
+        let err = Plan::parse(&v.to_string(), path()).unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        // A plan without look-alikes has no such member, as before the member existed.
+        assert!(value_of(&sample_plan()).get("look_alikes").is_none());
+    }
+
+    #[test]
     fn round_trips_through_its_text() {
         let plan = sample_plan();
         let text = plan.to_pretty_json();
@@ -873,6 +917,7 @@ pub(crate) mod tests {
                     roster: vec![Email::parse("ann@example.com").unwrap()],
                     users,
                 },
+                look_alikes: vec![],
                 warnings: vec![],
                 active_with_email: 0,
             };

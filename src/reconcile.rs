@@ -8,6 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use time::OffsetDateTime;
 
+use crate::lookalike::{self, LookAlike};
 use crate::model::{
     ActionKind, AuthUser, Change, Conflict, Email, Observed, ObservedUser, Protection, RosterEntry,
     Summary, normalise_email,
@@ -28,6 +29,8 @@ pub enum Warning {
     MergedRosterRows { email: Email, rows: usize },
     /// A conflict, as also listed in the plan.
     Conflict(Conflict),
+    /// A planned create looks like a planned ban: probably one person and a typo.
+    LookAlike(LookAlike),
 }
 
 impl fmt::Display for Warning {
@@ -52,6 +55,12 @@ impl fmt::Display for Warning {
                 }
                 f.write_str("; left alone")
             }
+            Warning::LookAlike(pair) => write!(
+                f,
+                "create {} while banning {}: a typo in the roster?",
+                sanitize(&pair.create),
+                sanitize(&pair.ban)
+            ),
         }
     }
 }
@@ -66,7 +75,10 @@ pub struct Reconciliation {
     pub summary: Summary,
     /// What the fingerprints cover; drift compares fresh state with it.
     pub observed: Observed,
-    /// Merged roster rows (by email), then one per conflict (in conflict order).
+    /// Each planned create that looks like a planned ban, with that ban; sorted.
+    pub look_alikes: Vec<LookAlike>,
+    /// Merged roster rows (by email), then one per conflict (in conflict order), then
+    /// one per look-alike pair.
     pub warnings: Vec<Warning>,
     /// Active (not banned) users with an email, not ignored, conflicting ones included:
     /// the base of the default `--max-bans`.
@@ -378,10 +390,13 @@ pub fn reconcile(
     changes.append(&mut restores);
     changes.append(&mut bans);
 
+    // Only creates against bans: a look-alike warns, it changes no decision.
+    let look_alikes = lookalike::pairs(&changes);
     let warnings = merged
         .into_iter()
         .map(|(email, rows)| Warning::MergedRosterRows { email, rows })
         .chain(conflicts.iter().cloned().map(Warning::Conflict))
+        .chain(look_alikes.iter().cloned().map(Warning::LookAlike))
         .collect();
 
     Reconciliation {
@@ -389,6 +404,7 @@ pub fn reconcile(
         conflicts,
         summary,
         observed,
+        look_alikes,
         warnings,
         active_with_email,
     }

@@ -32,6 +32,9 @@ impl Style {
 /// GitHub refuses comments over 65,536 characters; stay well below.
 pub const MARKDOWN_LIMIT: usize = 60_000;
 
+/// Look-alike pairs the Markdown lists before "… and N more" (it must stay short).
+const MD_LOOK_ALIKES: usize = 20;
+
 /// Longest list a text rendering prints before "… and N more" (changes are never cut).
 const TEXT_LIST_LIMIT: usize = 100;
 
@@ -217,6 +220,27 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
     }
     out.push('\n');
 
+    if !plan.look_alikes.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint("Warning: creates that look like bans in this plan:", |s| s
+                .yellow()
+                .bold())
+        );
+        let mark = style.paint("!", console::Style::yellow);
+        for pair in plan.look_alikes.iter().take(TEXT_LIST_LIMIT) {
+            let _ = writeln!(out, "  {mark} {}", Warning::LookAlike(pair.clone()));
+        }
+        more_line(
+            &mut out,
+            plan.look_alikes.len(),
+            TEXT_LIST_LIMIT,
+            "look-alike pairs",
+        );
+        out.push('\n');
+    }
+
     if plan.changes.is_empty() {
         out.push_str("No changes: the auth users are in step with the roster.\n");
     } else {
@@ -365,6 +389,31 @@ pub fn plan_markdown(plan: &Plan) -> String {
             s.ban,
             if s.ban == 1 { "account" } else { "accounts" }
         );
+    }
+    if !plan.look_alikes.is_empty() {
+        let n = plan.look_alikes.len();
+        let _ = writeln!(
+            out,
+            "> [!WARNING]\n> {n} {} like {} in this plan: a typo in the roster?",
+            if n == 1 {
+                "create looks"
+            } else {
+                "creates look"
+            },
+            if n == 1 { "a ban" } else { "bans" },
+        );
+        for pair in plan.look_alikes.iter().take(MD_LOOK_ALIKES) {
+            let _ = writeln!(
+                out,
+                "> - create {} while banning {}",
+                md_item(&pair.create),
+                md_item(&pair.ban)
+            );
+        }
+        if n > MD_LOOK_ALIKES {
+            let _ = writeln!(out, "> - … and {} more", n - MD_LOOK_ALIKES);
+        }
+        out.push('\n');
     }
     if !s.has_changes() {
         out.push_str("No changes: the auth users are in step with the roster.\n\n");
@@ -787,6 +836,36 @@ mod tests {
     #[test]
     fn plan_markdown_snapshot() {
         insta::assert_snapshot!(plan_markdown(&sample()));
+    }
+
+    #[test]
+    fn look_alikes_stand_under_a_warning_above_the_changes() {
+        let plan = plan_of(
+            &["jon@example.com", "ann@example.com"],
+            &[
+                user("1", "ann@example.com", false),
+                user("2", "john@example.com", false),
+            ],
+            &Policy::default(),
+        );
+        assert_eq!(
+            plan_text(&plan, PLAIN),
+            "Plan: 1 to create, 0 to restore, 1 to ban, 1 unchanged.\n\n\
+             Warning: creates that look like bans in this plan:\n\
+             \x20 ! create jon@example.com while banning john@example.com: a typo in the roster?\n\n\
+             Auth users, before → after:\n\
+             \x20 … 1 user without changes\n\
+             - john@example.com (active → banned)\n\
+             + jon@example.com (new, active)\n"
+        );
+        let md = plan_markdown(&plan);
+        let warning = "> [!WARNING]\n> 1 create looks like a ban in this plan: a typo in the roster?\n\
+                       > - create jon\\@example.com while banning john\\@example.com\n\n";
+        let at = md.find(warning).unwrap_or_else(|| panic!("{md}"));
+        assert!(
+            at < md.find("<summary>create: 1</summary>").unwrap(),
+            "{md}"
+        );
     }
 
     #[test]
