@@ -84,6 +84,22 @@ pub enum Command {
         "  64  usage error"))]
     Plan(PlanArgs),
 
+    /// Say what happens to one email and why: its roster entries, its auth users, the
+    /// outcome and the rule behind it, and look-alikes on the other side
+    ///
+    /// With PLAN: offline, from the plan alone (its digest is checked first). Without: a
+    /// live, read-only look with the same reads and policy flags as `plan`. Writes
+    /// nothing anywhere.
+    #[command(after_help = concat!(
+        "Environment (without PLAN):\n",
+        "  MAP_SUPABASE_URL, MAP_SUPABASE_SERVICE_ROLE_KEY (required)\n\n",
+        "Exit codes:\n",
+        "  0   explained, whatever the outcome (also: found nowhere)\n",
+        "  1   error (configuration, network, server, unreadable plan)\n",
+        "  3   the plan is refused (digest, format)\n",
+        "  64  usage error"))]
+    Explain(ExplainArgs),
+
     /// Execute exactly the changes of a reviewed plan file, refusing if the state drifted
     ///
     /// Re-reads the roster and every auth user, refuses (changing nothing) when the state
@@ -165,6 +181,39 @@ pub struct PlanArgs {
     /// Exit 2 when the plan has changes (0 when it has none)
     #[arg(long)]
     pub detailed_exitcode: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The email to explain (case and surrounding spaces do not matter)
+    #[arg(value_name = "EMAIL")]
+    pub email: String,
+
+    /// Explain from this plan file, offline, instead of reading the live state
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+
+    /// The roster table [default: activity.organization_people]
+    #[arg(long, value_name = "SCHEMA.TABLE", value_parser = parse_table, conflicts_with_all = ["roster_file", "plan"])]
+    pub roster_table: Option<(String, String)>,
+
+    /// Read the roster from a YAML, JSON or CSV file instead of the table
+    #[arg(long, value_name = "FILE", conflicts_with = "plan")]
+    pub roster_file: Option<PathBuf>,
+
+    /// Never ban this account, as `plan --protect` (repeatable)
+    #[arg(long, value_name = "EMAIL|@DOMAIN", value_parser = parse_protect, conflicts_with = "plan")]
+    pub protect: Vec<String>,
+
+    /// Output format on stdout
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+    pub format: ExplainFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]

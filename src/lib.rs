@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod drift;
 pub mod error;
+pub mod explanation;
 pub mod lookalike;
 pub mod model;
 pub mod output;
@@ -68,6 +69,7 @@ where
         Command::Plan(ref args) => with_runtime(|| commands::plan::run(args, common, env, &out)),
         Command::Apply(ref args) => with_runtime(|| commands::apply::run(args, common, env, &out)),
         Command::Show(ref args) => commands::show::run(args, &out),
+        Command::Explain(ref args) => commands::explain::run(args, common, env, &out),
         Command::Completions { shell } => commands::docs::completions(shell, &out),
         Command::Man => commands::docs::man(&out),
     };

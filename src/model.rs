@@ -388,9 +388,20 @@ impl Protection {
 
     /// `email` must already be normalised.
     pub fn covers(&self, email: &str) -> bool {
-        let domain = email.rsplit_once('@').map(|(_, d)| d);
-        self.emails.iter().any(|e| e == email)
-            || domain.is_some_and(|domain| self.domains.iter().any(|d| d == domain))
+        self.rule_for(email).is_some()
+    }
+
+    /// The rule that covers `email` (normalised), as `--protect` takes it: the email
+    /// itself, or `@domain`.
+    pub fn rule_for(&self, email: &str) -> Option<String> {
+        if self.emails.iter().any(|e| e == email) {
+            return Some(email.to_string());
+        }
+        let domain = email.rsplit_once('@').map(|(_, d)| d)?;
+        self.domains
+            .iter()
+            .any(|d| d == domain)
+            .then(|| format!("@{domain}"))
     }
 
     pub fn is_empty(&self) -> bool {

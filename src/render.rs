@@ -8,9 +8,10 @@ use std::fmt::Write as _;
 use similar::{Algorithm, DiffOp, capture_diff_slices};
 
 use crate::drift::Drift;
+use crate::explanation::{Explanation, UserFact, Why};
 use crate::model::{ActionKind, Change, Conflict, ObservedUser, Summary, short_id};
 use crate::planfile::{Plan, format_time};
-use crate::reconcile::Warning;
+use crate::reconcile::{Decision, Warning};
 use crate::report::{ApplyReport, ChangeResult, Outcome};
 use crate::sanitize::sanitize;
 
@@ -368,6 +369,120 @@ const MD_ITEM_CHARS: usize = 200;
 /// anything is banned, the changes per action in collapsible sections, the conflicts and
 /// protected accounts, then the target and digest. Always under 60,000 characters: each
 /// list is cut with "… and N more", each item at 200 characters.
+/// The rule behind an explanation's outcome, in one sentence.
+pub fn explanation_reason(why: &Why) -> String {
+    match why {
+        Why::Rule(d) => match d {
+            Decision::Create => "it is on the roster and no auth user has it: an account is created.",
+            Decision::Restore => "it is on the roster and its auth user is banned: the same user is unbanned.",
+            Decision::Ban => "its auth user is active and it is not on the roster: the user is banned.",
+            Decision::Unchanged => "it is on the roster and its auth user is active: nothing to do.",
+            Decision::AlreadyBanned => "it is not on the roster and its auth user is banned already: nothing to do.",
+            Decision::Protected => "it is not on the roster, but a `--protect` rule keeps its user from a ban.",
+            Decision::HeldByInvalidRow => "a roster row with an invalid email names it: a conflict, left alone.",
+            Decision::SharedEmail => "two or more auth users have it: never guessed at, a conflict, left alone.",
+            Decision::NotFound => "it is on no roster row and no auth user has it: nothing to do.",
+        }
+        .to_string(),
+        Why::ProtectedBy(Some(rule)) => format!(
+            "it is not on the roster, but `--protect {}` keeps its active user from a ban.",
+            sanitize(rule)
+        ),
+        Why::ProtectedBy(None) => "it is not on the roster, but the plan bans no one with it: a `--protect` rule of the run that made the plan kept it.".to_string(),
+        Why::InvalidRosterRow(invalid) => format!(
+            "a roster row holds it and it is not a valid email ({invalid}): a conflict, left alone."
+        ),
+        Why::InvalidEverywhere(invalid) => format!(
+            "it is not a valid email ({invalid}): a roster row holding it would be a conflict, left alone."
+        ),
+        Why::OnlySoftDeleted => "its only auth users are soft-deleted: never touched.".to_string(),
+        Why::PlanConflict(reason) => format!(
+            "the plan lists it as a conflict ({}): left alone.",
+            sanitize(reason)
+        ),
+    }
+}
+
+fn user_state(u: &UserFact) -> String {
+    match (u.soft_deleted, u.banned, u.banned_until) {
+        (true, _, _) => "soft-deleted".to_string(),
+        (false, true, Some(until)) => format!("banned until {}", format_time(until)),
+        (false, true, None) => "banned".to_string(),
+        (false, false, _) => "active".to_string(),
+    }
+}
+
+/// `explain` for a person.
+pub fn explanation_text(e: &Explanation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Email: {}", sanitize(&e.email));
+    let _ = writeln!(out, "Normalised: {}", sanitize(&e.normalised));
+    if e.roster_entries.is_empty() {
+        out.push_str("Roster: not on the roster\n");
+    } else {
+        let _ = writeln!(out, "Roster:");
+        for r in &e.roster_entries {
+            let _ = writeln!(out, "  {} ({})", sanitize(&r.email), sanitize(&r.origin));
+        }
+    }
+    if e.users.is_empty() {
+        out.push_str("Auth users: none\n");
+    } else {
+        let _ = writeln!(out, "Auth users:");
+        for u in &e.users {
+            let _ = writeln!(
+                out,
+                "  {} {} ({})",
+                sanitize(&u.id),
+                sanitize(&u.email),
+                user_state(u)
+            );
+        }
+    }
+    let _ = writeln!(out, "Outcome: {}", e.outcome.as_str());
+    let _ = writeln!(out, "Why: {}", explanation_reason(&e.why));
+    if e.look_alikes.is_empty() {
+        out.push_str("Look-alikes: none\n");
+    } else {
+        let list: Vec<String> = e.look_alikes.iter().map(|l| sanitize(l)).collect();
+        let _ = writeln!(out, "Look-alikes: {}", list.join(", "));
+    }
+    out
+}
+
+/// `explain --format json`: one object, pretty-printed, then a newline.
+pub fn explanation_json(e: &Explanation) -> String {
+    let users: Vec<serde_json::Value> = e
+        .users
+        .iter()
+        .map(|u| {
+            serde_json::json!({
+                "id": u.id,
+                "email": u.email,
+                "state": if u.soft_deleted { "soft_deleted" } else if u.banned { "banned" } else { "active" },
+                "banned_until": u.banned_until.map(format_time),
+            })
+        })
+        .collect();
+    let roster: Vec<serde_json::Value> = e
+        .roster_entries
+        .iter()
+        .map(|r| serde_json::json!({"email": r.email, "origin": r.origin}))
+        .collect();
+    let value = serde_json::json!({
+        "email": e.email,
+        "normalised": e.normalised,
+        "roster_entries": roster,
+        "users": users,
+        "outcome": e.outcome.as_str(),
+        "reason": explanation_reason(&e.why),
+        "look_alikes": e.look_alikes,
+    });
+    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    text.push('\n');
+    text
+}
+
 pub fn plan_markdown(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut out = String::new();

@@ -4,6 +4,7 @@
 
 pub mod apply;
 pub mod docs;
+pub mod explain;
 pub mod plan;
 pub mod show;
 

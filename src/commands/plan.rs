@@ -30,28 +30,45 @@ pub struct PlanRequest {
 
 impl PlanRequest {
     pub fn from_args(args: &PlanArgs) -> Result<PlanRequest, Error> {
-        let source = match (&args.roster_table, &args.roster_file) {
-            (Some((schema, table)), _) => RosterSource::Table {
-                schema: schema.clone(),
-                table: table.clone(),
-            },
-            (None, Some(path)) => {
-                let path = path.to_str().ok_or(Error::BadFlag {
-                    flag: "--roster-file",
-                    reason: "the path is not valid UTF-8".into(),
-                })?;
-                RosterSource::File(path.to_string())
-            }
-            (None, None) => RosterSource::default_table(),
-        };
         Ok(PlanRequest {
-            source,
+            source: roster_source(&args.roster_table, args.roster_file.as_deref())?,
             protect: args.protect.clone(),
             max_bans: args.max_bans,
             allow_empty_roster: args.allow_empty_roster,
             expires_in: args.expires_in,
         })
     }
+}
+
+/// The roster source the flags name (`--roster-table`, `--roster-file`, or the default
+/// table): `plan` and `explain` resolve it alike.
+pub fn roster_source(
+    table: &Option<(String, String)>,
+    file: Option<&Path>,
+) -> Result<RosterSource, Error> {
+    Ok(match (table, file) {
+        (Some((schema, table)), _) => RosterSource::Table {
+            schema: schema.clone(),
+            table: table.clone(),
+        },
+        (None, Some(path)) => {
+            let path = path.to_str().ok_or(Error::BadFlag {
+                flag: "--roster-file",
+                reason: "the path is not valid UTF-8".into(),
+            })?;
+            RosterSource::File(path.to_string())
+        }
+        (None, None) => RosterSource::default_table(),
+    })
+}
+
+/// The planner's policy from the `--protect` values: `plan` and `explain` build it alike.
+pub fn policy_of(protect: &[String]) -> reconcile::Policy {
+    let mut protection = Protection::default();
+    for p in protect {
+        protection.add(p);
+    }
+    reconcile::Policy { protection }
 }
 
 pub async fn run(
@@ -83,12 +100,8 @@ pub async fn make(
 ) -> Result<Plan, Error> {
     let (roster, users) = read_state(client, &request.source).await?;
 
-    let mut protection = Protection::default();
-    for p in &request.protect {
-        protection.add(p);
-    }
     let now = now();
-    let rec = reconcile::reconcile(&roster, &users, now, &reconcile::Policy { protection });
+    let rec = reconcile::reconcile(&roster, &users, now, &policy_of(&request.protect));
     let roster_rows = roster.len();
     // The plan needs only the reconciliation from here on; at 100k users the raw
     // listings are tens of MB, better freed before the plan file is written.

@@ -13,6 +13,7 @@ mod bench;
 mod bench_driver;
 mod cli;
 mod client;
+mod explain;
 mod harness;
 mod plan;
 mod quickstart;
