@@ -11,8 +11,11 @@ use futures::stream::{FuturesUnordered, StreamExt};
 use time::OffsetDateTime;
 
 use crate::error::{ApiFailure, FailureKind};
-use crate::model::{ActionKind, AuthUser, BAN_DURATION, Change, UNBAN_DURATION, normalise_email};
+use crate::model::{
+    ActionKind, AuthUser, BAN_DURATION, Change, UNBAN_DURATION, effect_in_place, normalise_email,
+};
 pub use crate::report::{ApplyReport, ChangeResult, Counters, Outcome};
+use crate::supabase::{RetryPolicy, delay_before_retry, is_retryable_status};
 
 /// The writes `apply` needs from Supabase. The real client implements it; unit tests use
 /// an in-memory fake.
@@ -47,30 +50,59 @@ impl StopFlag {
     }
 }
 
-/// Run `pending` with at most `concurrency` changes under way, calling `on_result` as
-/// each finishes. Stops starting new changes once `stop` is raised; those in flight
-/// finish. Returns the results and how many changes were never started.
+/// What the executor tells the caller as it goes: the `--log` record and the progress
+/// bar live behind it.
+pub trait Journal {
+    /// Called before `change`'s write is sent. `false` (the record could not be kept)
+    /// stops the executor from starting this or any further change.
+    fn started(&mut self, change: &Change) -> bool;
+    /// Called as each change finishes, with what its answer said (before the
+    /// check-read confirms it).
+    fn finished(&mut self, result: &ChangeResult);
+}
+
+/// A journal that keeps nothing and never stops the run.
+pub struct NoJournal;
+
+impl Journal for NoJournal {
+    fn started(&mut self, _: &Change) -> bool {
+        true
+    }
+
+    fn finished(&mut self, _: &ChangeResult) {}
+}
+
+/// Run `pending` with at most `concurrency` changes under way, telling `journal` as each
+/// starts and finishes. Stops starting new changes once `stop` is raised or the journal
+/// refuses a start; those in flight finish. Returns the results and how many changes
+/// were never started.
 pub async fn execute<A: AuthAdmin>(
     admin: &A,
     pending: Vec<Change>,
     concurrency: usize,
     now: OffsetDateTime,
     stop: &StopFlag,
-    mut on_result: impl FnMut(&ChangeResult),
+    journal: &mut impl Journal,
 ) -> (Vec<ChangeResult>, usize) {
-    let mut queue = pending.into_iter();
+    let mut queue = pending.into_iter().peekable();
     let mut running = FuturesUnordered::new();
     let mut results = Vec::new();
+    let mut refused = false;
     loop {
-        while running.len() < concurrency.max(1) && !stop.is_raised() {
-            match queue.next() {
-                Some(change) => running.push(run_one(admin, change, now)),
+        while running.len() < concurrency.max(1) && !stop.is_raised() && !refused {
+            match queue.peek() {
+                Some(change) if !journal.started(change) => refused = true,
+                Some(_) => {
+                    if let Some(change) = queue.next() {
+                        running.push(run_one(admin, change, now));
+                    }
+                }
                 None => break,
             }
         }
         match running.next().await {
             Some(result) => {
-                on_result(&result);
+                journal.finished(&result);
                 results.push(result);
             }
             None => break,
@@ -81,7 +113,7 @@ pub async fn execute<A: AuthAdmin>(
 
 async fn run_one<A: AuthAdmin>(admin: &A, change: Change, now: OffsetDateTime) -> ChangeResult {
     match change.action {
-        ActionKind::Create => create(admin, change).await,
+        ActionKind::Create => create(admin, change, now).await,
         ActionKind::Ban | ActionKind::Restore => set_ban(admin, change, now).await,
     }
 }
@@ -93,17 +125,24 @@ const CREATE_TRIES: u32 = 5;
 /// Create, and never re-send blindly: when the answer is lost (timeout, network, 5xx),
 /// refused for load (429) or says the email exists, look the email up to learn whether
 /// the create happened; re-send only a create that did not happen and may succeed later.
-async fn create<A: AuthAdmin>(admin: &A, change: Change) -> ChangeResult {
+async fn create<A: AuthAdmin>(admin: &A, change: Change, now: OffsetDateTime) -> ChangeResult {
     let mut attempt = 0;
     let (user_id, outcome) = loop {
         attempt += 1;
         match admin.create_user(&change.email).await {
             Ok(user) => break check_created(&change, user),
             Err(failure) if answer_may_be_lost(&failure) => {
-                match resolve_create(admin, &change, &failure).await {
+                match resolve_create(admin, &change, &failure, now).await {
                     Resolved::Done(id, outcome) => break (id, outcome),
                     Resolved::Absent if is_transient(&failure) && attempt < CREATE_TRIES => {
-                        tokio::time::sleep(create_backoff(attempt)).await;
+                        // The client's retry rules: its backoff, or the server's
+                        // `Retry-After` (capped) when it sent one.
+                        let delay = delay_before_retry(
+                            &RetryPolicy::default(),
+                            attempt - 1,
+                            failure.retry_after,
+                        );
+                        tokio::time::sleep(delay).await;
                     }
                     Resolved::Absent => break (None, failure_outcome(&failure)),
                 }
@@ -133,17 +172,11 @@ fn check_created(change: &Change, user: AuthUser) -> (Option<String>, Outcome) {
     }
 }
 
-/// Worth another try later: load shedding, gateway trouble, a lost connection.
+/// Worth another try later: a lost connection, or a status the retry rules retry (the
+/// client's one list: load shedding and gateway trouble).
 fn is_transient(f: &ApiFailure) -> bool {
     matches!(f.kind, FailureKind::Network | FailureKind::Timeout)
-        || matches!(f.status, Some(429 | 502 | 503 | 504 | 520))
-}
-
-/// Exponential with jitter: ~250 ms, 500 ms, 1 s, 2 s.
-fn create_backoff(attempt: u32) -> std::time::Duration {
-    let base = 250u64 << attempt.saturating_sub(1).min(6);
-    let jitter = rand::random_range(0..=base / 2);
-    std::time::Duration::from_millis(base / 2 + jitter)
+        || f.status.is_some_and(is_retryable_status)
 }
 
 /// Whether a failed create may have happened anyway, or may still happen on a re-send.
@@ -162,10 +195,16 @@ enum Resolved {
     Absent,
 }
 
+/// Look the email up after a create whose answer was lost or said `email_exists`. One
+/// active user holding it: the create is in effect — `applied` when our own answer was
+/// lost (the create was most likely ours), `already applied` when the server said the
+/// email exists (someone else got there first, e.g. another apply of the same plan, on
+/// any try), so that counters add up across concurrent applies.
 async fn resolve_create<A: AuthAdmin>(
     admin: &A,
     change: &Change,
     original: &ApiFailure,
+    now: OffsetDateTime,
 ) -> Resolved {
     let found = match admin.find_users_by_email(&change.email).await {
         Ok(users) => users,
@@ -182,8 +221,13 @@ async fn resolve_create<A: AuthAdmin>(
     let live: Vec<&AuthUser> = found.iter().filter(|u| u.deleted_at.is_none()).collect();
     match live.as_slice() {
         [] => Resolved::Absent,
-        [user] if user.banned_until.is_none() => {
-            Resolved::Done(Some(user.id.clone()), Outcome::Applied)
+        [user] if effect_in_place(ActionKind::Create, user, now) => {
+            let outcome = if original.code.as_deref() == Some("email_exists") {
+                Outcome::AlreadyApplied
+            } else {
+                Outcome::Applied
+            };
+            Resolved::Done(Some(user.id.clone()), outcome)
         }
         [user] => Resolved::Done(
             Some(user.id.clone()),
@@ -223,16 +267,16 @@ async fn set_ban<A: AuthAdmin>(admin: &A, change: Change, now: OffsetDateTime) -
             "unexpected_response",
             "the server answered for another user id",
         ),
-        Ok(user) if change.action == ActionKind::Ban && !user.is_long_banned(now) => {
-            Outcome::failed(
+        Ok(user) if !effect_in_place(change.action, &user, now) => match change.action {
+            ActionKind::Ban => Outcome::failed(
                 "not_banned",
                 "the server's answer does not show the user banned",
-            )
-        }
-        Ok(user) if change.action == ActionKind::Restore && user.is_banned(now) => Outcome::failed(
-            "still_banned",
-            "the server's answer still shows the user banned",
-        ),
+            ),
+            _ => Outcome::failed(
+                "still_banned",
+                "the server's answer still shows the user banned",
+            ),
+        },
         Ok(_) => Outcome::Applied,
         Err(failure) => failure_outcome(&failure),
     };
@@ -255,25 +299,36 @@ fn failure_outcome(f: &ApiFailure) -> Outcome {
 pub fn verify_effects(results: &mut [ChangeResult], fresh: &[AuthUser], now: OffsetDateTime) {
     // Indexed once: looking each change up in the whole listing is quadratic, and at
     // 10k changes over 20k users that was seconds of CPU.
-    let active_emails: HashSet<String> = fresh
+    let creates: HashSet<&str> = results
         .iter()
-        .filter(|u| u.deleted_at.is_none() && !u.is_banned(now))
-        .filter_map(|u| u.email.as_deref().map(normalise_email))
+        .filter(|r| r.change.action == ActionKind::Create)
+        .map(|r| r.change.email.as_str())
         .collect();
+    let mut holders: HashMap<String, Vec<&AuthUser>> = HashMap::new();
     let mut by_id: HashMap<&str, &AuthUser> = HashMap::with_capacity(fresh.len());
     for u in fresh.iter().filter(|u| u.deleted_at.is_none()) {
         // The first in the listing, as a search would find it.
         by_id.entry(u.id.as_str()).or_insert(u);
+        if let Some(email) = u.email.as_deref().map(normalise_email)
+            && creates.contains(email.as_str())
+        {
+            holders.entry(email).or_default().push(u);
+        }
     }
-    let user = |id: Option<&str>| id.and_then(|id| by_id.get(id).copied());
     for r in results.iter_mut() {
         if matches!(r.outcome, Outcome::Failed { .. }) {
             continue;
         }
-        let in_effect = match r.change.action {
-            ActionKind::Create => active_emails.contains(r.change.email.as_str()),
-            ActionKind::Ban => user(r.user_id.as_deref()).is_some_and(|u| u.is_long_banned(now)),
-            ActionKind::Restore => user(r.user_id.as_deref()).is_some_and(|u| !u.is_banned(now)),
+        let action = r.change.action;
+        let in_effect = match action {
+            ActionKind::Create => holders
+                .get(r.change.email.as_str())
+                .is_some_and(|users| users.iter().any(|u| effect_in_place(action, u, now))),
+            ActionKind::Ban | ActionKind::Restore => r
+                .user_id
+                .as_deref()
+                .and_then(|id| by_id.get(id))
+                .is_some_and(|u| effect_in_place(action, u, now)),
         };
         if !in_effect {
             r.outcome = Outcome::failed(
@@ -335,6 +390,7 @@ mod tests {
             status,
             code: code.map(str::to_string),
             message: "boom".into(),
+            retry_after: None,
         }
     }
 
@@ -438,7 +494,7 @@ mod tests {
 
     async fn run(fake: &Fake, pending: Vec<Change>) -> Vec<ChangeResult> {
         let (mut results, not_started) =
-            execute(fake, pending, 4, NOW, &StopFlag::default(), |_| {}).await;
+            execute(fake, pending, 4, NOW, &StopFlag::default(), &mut NoJournal).await;
         assert_eq!(not_started, 0);
         results.sort_by(|a, b| a.change.cmp(&b.change));
         results
@@ -523,6 +579,82 @@ mod tests {
         .await;
         assert_eq!(results[0].outcome, Outcome::Applied);
         assert_eq!(fake.users.lock().unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn create_answered_email_exists_for_an_active_user_is_already_applied() {
+        // Another apply of the same plan created dana first: this one did not.
+        let fake = Fake::default();
+        fake.create_fail.lock().unwrap().insert(
+            "dana@example.com".into(),
+            (
+                failure(FailureKind::Http, Some(422), Some("email_exists")),
+                true,
+            ),
+        );
+        let results = run(
+            &fake,
+            vec![change(ActionKind::Create, "dana@example.com", None)],
+        )
+        .await;
+        assert_eq!(results[0].outcome, Outcome::AlreadyApplied);
+        assert_eq!(results[0].user_id.as_deref(), Some("id-dana@example.com"));
+        let c = ApplyReport {
+            results,
+            ..ApplyReport::default()
+        }
+        .counters();
+        assert_eq!((c.created, c.already_applied), (0, 1));
+    }
+
+    #[test]
+    fn the_check_read_judges_bans_at_full_precision() {
+        // Read at 07:00:00.700; bob's ban ended at 07:00:00.400: the restore took effect,
+        // and a ban of erin that runs out then did not.
+        let read_at = NOW + time::Duration::milliseconds(700);
+        let ended = Some(NOW + time::Duration::milliseconds(400));
+        let user = |id: &str, email: &str| AuthUser {
+            id: id.into(),
+            email: Some(email.into()),
+            banned_until: ended,
+            deleted_at: None,
+            is_anonymous: false,
+        };
+        let fresh = vec![user("b", "bob@example.com"), user("e", "erin@example.com")];
+        let applied = |action, email: &str, id: &str| ChangeResult {
+            change: change(action, email, Some(id)),
+            user_id: Some(id.into()),
+            outcome: Outcome::Applied,
+        };
+        let mut results = vec![
+            applied(ActionKind::Restore, "bob@example.com", "b"),
+            applied(ActionKind::Ban, "erin@example.com", "e"),
+        ];
+        verify_effects(&mut results, &fresh, read_at);
+        assert_eq!(results[0].outcome, Outcome::Applied);
+        assert_eq!(results[1].outcome.error_code(), Some("not_in_effect"));
+    }
+
+    #[tokio::test]
+    async fn a_create_refused_for_load_waits_the_servers_retry_after_before_the_resend() {
+        let fake = Fake::default();
+        let refused = ApiFailure {
+            retry_after: Some(std::time::Duration::from_millis(400)),
+            ..failure(FailureKind::Http, Some(503), None)
+        };
+        fake.create_fail
+            .lock()
+            .unwrap()
+            .insert("dana@example.com".into(), (refused, false));
+        let started = std::time::Instant::now();
+        let results = run(
+            &fake,
+            vec![change(ActionKind::Create, "dana@example.com", None)],
+        )
+        .await;
+        assert_eq!(results[0].outcome, Outcome::Applied);
+        // Our own backoff would have been 100-200 ms.
+        assert!(started.elapsed() >= std::time::Duration::from_millis(400));
     }
 
     #[tokio::test]
@@ -640,15 +772,22 @@ mod tests {
         let pending: Vec<Change> = (0..20)
             .map(|i| change(ActionKind::Create, &format!("u{i}@example.com"), None))
             .collect();
-        let stop = StopFlag::default();
-        let mut seen = 0;
-        let (results, not_started) = execute(&fake, pending, 3, NOW, &stop, |_| {
-            seen += 1;
-            if seen == 5 {
-                stop.raise();
+        /// Raises the stop flag once five changes have finished.
+        struct StopAfterFive<'a>(usize, &'a StopFlag);
+        impl Journal for StopAfterFive<'_> {
+            fn started(&mut self, _: &Change) -> bool {
+                true
             }
-        })
-        .await;
+            fn finished(&mut self, _: &ChangeResult) {
+                self.0 += 1;
+                if self.0 == 5 {
+                    self.1.raise();
+                }
+            }
+        }
+        let stop = StopFlag::default();
+        let (results, not_started) =
+            execute(&fake, pending, 3, NOW, &stop, &mut StopAfterFive(0, &stop)).await;
         assert!(fake.in_flight.lock().unwrap().1 <= 3);
         assert!(
             results.len() >= 5 && results.len() <= 7,
@@ -656,5 +795,40 @@ mod tests {
             results.len()
         );
         assert_eq!(results.len() + not_started, 20);
+    }
+
+    #[tokio::test]
+    async fn a_journal_that_cannot_record_a_start_stops_new_changes() {
+        // The log fails on the fourth `started` record: three writes were sent, the
+        // fourth change and the rest never start.
+        struct FailsAt(usize, Vec<String>);
+        impl Journal for FailsAt {
+            fn started(&mut self, change: &Change) -> bool {
+                if self.1.len() + 1 == self.0 {
+                    return false;
+                }
+                self.1.push(change.email.clone());
+                true
+            }
+            fn finished(&mut self, _: &ChangeResult) {}
+        }
+        let fake = Fake::default();
+        let pending: Vec<Change> = (0..10)
+            .map(|i| change(ActionKind::Create, &format!("u{i}@example.com"), None))
+            .collect();
+        let mut journal = FailsAt(4, Vec::new());
+        let (results, not_started) =
+            execute(&fake, pending, 2, NOW, &StopFlag::default(), &mut journal).await;
+        assert_eq!(
+            journal.1,
+            ["u0@example.com", "u1@example.com", "u2@example.com"]
+        );
+        assert_eq!(results.len(), 3);
+        assert_eq!(not_started, 7);
+        assert_eq!(
+            fake.users.lock().unwrap().len(),
+            3,
+            "only started changes were sent"
+        );
     }
 }

@@ -8,7 +8,8 @@ use std::fmt;
 use time::OffsetDateTime;
 
 use crate::model::{
-    ActionKind, AuthUser, Change, Email, ObservedUser, RosterEntry, normalise_email, short_id,
+    ActionKind, AuthUser, Change, Email, ObservedUser, RosterEntry, effect_in_place,
+    normalise_email, short_id,
 };
 use crate::planfile::{Plan, format_time};
 use crate::reconcile::observe;
@@ -369,14 +370,29 @@ pub fn check(
     }
     drift.sort_by(|x, y| x.sort_key().cmp(&y.sort_key()));
 
-    // Each change on its own: is its effect in place in the fresh state?
+    // Each change on its own: is its effect in place in the fresh state? (One rule for
+    // that, `effect_in_place`, shared with apply's look-up and check-read.)
+    let mut holders: HashMap<String, Vec<&AuthUser>> = HashMap::new();
+    if !planned_creates.is_empty() {
+        for u in fresh_users.iter().filter(|u| !u.is_ignored()) {
+            let email = u.email.as_deref().map(normalise_email).unwrap_or_default();
+            if planned_creates.contains(email.as_str()) {
+                holders.entry(email).or_default().push(u);
+            }
+        }
+    }
     let mut already_applied = Vec::new();
     let mut pending = Vec::new();
     for change in &plan.changes {
         let done = match (change.action, change.user_id.as_deref()) {
-            (ActionKind::Create, _) => has_active_user(&fresh.users, &change.email),
-            (ActionKind::Ban, Some(id)) => targets.get(id).is_some_and(|u| u.is_long_banned(now)),
-            (ActionKind::Restore, Some(id)) => targets.get(id).is_some_and(|u| !u.is_banned(now)),
+            (ActionKind::Create, _) => holders.get(change.email.as_str()).is_some_and(|users| {
+                users
+                    .iter()
+                    .any(|u| effect_in_place(ActionKind::Create, u, now))
+            }),
+            (action, Some(id)) => targets
+                .get(id)
+                .is_some_and(|u| effect_in_place(action, u, now)),
             // A parsed plan always has ids on bans and restores.
             (_, None) => false,
         };
@@ -429,15 +445,6 @@ fn ids_of(plan: &Plan, action: ActionKind) -> HashSet<&str> {
         .filter(|c| c.action == action)
         .filter_map(|c| c.user_id.as_deref())
         .collect()
-}
-
-/// `users` is sorted by email: binary search for the run with this email.
-fn has_active_user(users: &[ObservedUser], email: &str) -> bool {
-    let start = users.partition_point(|u| u.email.as_str() < email);
-    users[start..]
-        .iter()
-        .take_while(|u| u.email == email)
-        .any(|u| !u.banned)
 }
 
 /// Both lists sorted and distinct: one pass.
@@ -650,11 +657,31 @@ mod tests {
     #[test]
     fn a_ban_that_expired_since_the_plan_is_drift() {
         let (r, mut u) = state();
-        u.push(banned_for("z", "zed@example.com", 0));
+        const ZED: &str = "9f2e0000-0000-4000-8000-0000000000ff";
+        u.push(banned_for(ZED, "zed@example.com", 0));
         // Banned one hour past `now`: banned at plan time, expired by `later()`.
-        find(&mut u, "z").banned_until = Some(now() + time::Duration::hours(1));
+        find(&mut u, ZED).banned_until = Some(now() + time::Duration::hours(1));
         let plan = plan_of(&r, &u);
         let report = check(&plan, &r, &u, later());
+        assert_eq!(
+            lines(&report),
+            vec!["zed@example.com: banned at plan time, now active"]
+        );
+    }
+
+    #[test]
+    fn a_ban_that_ended_a_few_hundred_milliseconds_before_the_read_is_drift() {
+        let (r, mut u) = state();
+        const ZED: &str = "9f2e0000-0000-4000-8000-0000000000ff";
+        // The read happens at 07:00:00.700; the ban ended at 07:00:00.400.
+        let read_at = now() + time::Duration::milliseconds(700);
+        u.push(AuthUser {
+            banned_until: Some(now() + time::Duration::milliseconds(400)),
+            ..user(ZED, "zed@example.com")
+        });
+        let plan = plan_of(&r, &u);
+        assert!(plan.observed.users.iter().any(|x| x.id == ZED && x.banned));
+        let report = check(&plan, &r, &u, read_at);
         assert_eq!(
             lines(&report),
             vec!["zed@example.com: banned at plan time, now active"]

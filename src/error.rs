@@ -51,6 +51,8 @@ pub struct ApiFailure {
     pub status: Option<u16>,
     pub code: Option<String>,
     pub message: String,
+    /// The server's `Retry-After`, when it sent one (uncapped: the retry rules cap it).
+    pub retry_after: Option<std::time::Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,7 +112,7 @@ pub enum Error {
     MissingEnv(&'static str),
 
     #[error(
-        "error: `MAP_SUPABASE_URL` is not a usable URL: {reason}\nSet it to the project URL, e.g. `https://abcd.supabase.co`."
+        "error: `MAP_SUPABASE_URL` is not a usable URL: {reason}\nSet it to the project URL alone: `https://<project-ref>.supabase.co` (or `http://127.0.0.1:54321` for a local stack), with no path, query or credentials."
     )]
     BadUrl { reason: String },
 
@@ -126,6 +128,23 @@ pub enum Error {
 
     #[error("error: `{flag}`: {reason}")]
     BadFlag { flag: &'static str, reason: String },
+
+    #[error(
+        "error: the policy file `{path}` given with `--config` does not exist\nCheck the path, or leave `--config` out to read `provision.toml` from the working directory when it is there."
+    )]
+    ConfigMissing { path: PathBuf },
+
+    #[error(
+        "error: `{path}`{}: {reason}\nFix the policy file and run the command again; nothing was read from Supabase.",
+        policy_location(*.line, .key)
+    )]
+    PolicyFile {
+        path: PathBuf,
+        line: Option<usize>,
+        /// `policy.max_bans`, or empty when the file does not parse as TOML.
+        key: String,
+        reason: String,
+    },
 
     // ---- reading from Supabase (exit 1) ----
     #[error(
@@ -147,6 +166,20 @@ pub enum Error {
         "error: request failed: {0}\nNothing was changed. Check the network and the project's status, then run the command again."
     )]
     Api(ApiFailure),
+
+    #[error(
+        "error: cannot reach `{host}`, the host and port of `MAP_SUPABASE_URL` ({failure})\nNothing was changed. Check `MAP_SUPABASE_URL` for a typo, then the network (DNS, proxy, firewall), and run the command again."
+    )]
+    Unreachable { host: String, failure: ApiFailure },
+
+    #[error(
+        "error: cannot read the roster file `{path}` named by the plan, resolved against the directory `{dir}`: {reason}\nThe plan records a relative roster path: run `provision apply` from the directory `provision plan` ran in, or re-run `provision plan` here."
+    )]
+    PlanRosterFile {
+        path: PathBuf,
+        dir: PathBuf,
+        reason: String,
+    },
 
     #[error(
         "error: incomplete listing of {what}: {detail}\nNothing was planned or changed from it; run the command again (a listing that does not add up is never acted on)."
@@ -173,11 +206,78 @@ pub enum Error {
     #[error("error: cannot write `{path}`: {reason}")]
     WriteFile { path: PathBuf, reason: String },
 
+    #[error(
+        "error: `{flag}` `{path}` {reason}; nothing was read or written\nName a regular file, or a new path, other than the roster and plan files."
+    )]
+    BadTarget {
+        flag: &'static str,
+        path: PathBuf,
+        reason: String,
+    },
+
+    // ---- approvals (exit 1 unless said) ----
+    #[error(
+        "error: `{path}` line {line}: {reason}\nFix the allowed-signers file (OpenSSH's format: `principals [options] keytype base64`) and run the command again."
+    )]
+    AllowedSignersLine {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+
+    #[error("error: `{path}` cannot sign: {reason}\n{hint}")]
+    SigningKey {
+        path: PathBuf,
+        reason: String,
+        hint: String,
+    },
+
+    #[error(
+        "error: `{path}` is encrypted and there is no terminal to ask for its passphrase\nRun `provision approve` on a terminal, or add the key to ssh-agent (`ssh-add {path}`) and pass `--key {path}.pub`."
+    )]
+    PassphraseNeedsTerminal { path: PathBuf },
+
+    #[error(
+        "error: no `--key` was given and no ssh-agent is reachable (`SSH_AUTH_SOCK` is not set)\nPass `--key` with your private key file, or start ssh-agent and add your key with `ssh-add`."
+    )]
+    NoAgent,
+
+    #[error(
+        "error: ssh-agent: {reason}\nCheck the agent (`ssh-add -L` lists its keys), or pass `--key` with your private key file."
+    )]
+    Agent { reason: String },
+
+    #[error(
+        "error: ssh-agent holds no key\nAdd yours with `ssh-add`, or pass `--key` with your private key file."
+    )]
+    AgentEmpty,
+
+    #[error(
+        "error: ssh-agent holds {count} keys and no `--key` says which one signs:\n{keys}Pass `--key FILE.pub` with the public half of the key to sign with."
+    )]
+    AgentSeveralKeys { count: usize, keys: String },
+
+    #[error(
+        "error: ssh-agent does not hold the key `{path}` ({fingerprint})\nAdd it with `ssh-add`, or pass `--key` with the private key file."
+    )]
+    AgentLacksKey { path: PathBuf, fingerprint: String },
+
+    #[error(
+        "error: approvals are required, but no allowed-signers file says whose approvals count\nPass `--allowed-signers FILE` (OpenSSH's allowed-signers format)."
+    )]
+    ApprovalsNeedSigners,
+
     // ---- guards (exit 4) ----
     #[error(
-        "error: the plan would ban {bans} users, more than `--max-bans` {max}\nNo plan was written. Check the roster source; if the bans are intended, pass `--max-bans {bans}`."
+        "error: the plan would ban {bans} users, more than `--max-bans` {max}:\n{}No plan was written. Check the roster source; if the bans are intended, pass `--max-bans {bans}`.",
+        ban_list(.emails, *.bans)
     )]
-    TooManyBans { bans: usize, max: usize },
+    TooManyBans {
+        bans: usize,
+        max: usize,
+        /// The accounts it would ban, sorted (the first `BAN_LIST_LIMIT` are named).
+        emails: Vec<String>,
+    },
 
     #[error(
         "error: the roster has no valid email ({rows} rows read from {source_name})\nNo plan was written. Check the roster source; to ban every active user on purpose, pass `--allow-empty-roster`."
@@ -188,12 +288,18 @@ pub enum Error {
     #[error(
         "error: the plan's format_version {0} is not one this provision knows (it knows 1)\nRe-run `provision plan` with this version of provision."
     )]
-    UnknownFormat(i64),
+    /// The version as the file wrote it (an integer, possibly too large for any type).
+    UnknownFormat(String),
 
     #[error(
         "error: the plan's digest does not match its contents (recorded {recorded}, computed {computed})\nThe file was edited after it was made, so it is not the reviewed plan. Re-run `provision plan`."
     )]
     DigestMismatch { recorded: String, computed: String },
+
+    #[error(
+        "error: the plan does not follow from its own observed state: {0}\nNothing was changed. A plan edited by hand is not a reviewed plan, even with a fresh digest; re-run `provision plan`."
+    )]
+    Integrity(String),
 
     #[error(
         "error: the plan's digest is {actual}, not the expected {expected}\nApply the plan that was reviewed, or re-run `provision plan` and review again."
@@ -215,8 +321,23 @@ pub enum Error {
     )]
     Drift,
 
+    #[error(
+        "error: the plan has {counted} of the {required} approvals it needs; nothing was changed\n{details}Collect approvals with `provision approve PLAN` from approvers in the allowed-signers file, and pass each with `--approval FILE`."
+    )]
+    ApprovalsMissing {
+        counted: usize,
+        required: u32,
+        /// One line per approval that did not count, each ending in a newline.
+        details: String,
+    },
+
     #[error("error: not confirmed; nothing was changed")]
     NotConfirmed,
+
+    #[error(
+        "error: the policy file `{path}` requires {required} approval(s), so apply without a plan file is refused; nothing was changed\nRun `provision plan`, have the plan approved, then `provision apply PLAN`."
+    )]
+    ApprovalsRequired { path: PathBuf, required: u32 },
 
     #[error(
         "error: refusing to apply without confirmation: stdin or stderr is not a terminal\nPass `--yes` to apply non-interactively (e.g. in CI), after reviewing the plan."
@@ -230,9 +351,20 @@ pub enum Error {
     Partial { failed: usize, total: usize },
 
     #[error(
+        "error: cannot write the log `{path}`: {reason}; no further change was started\nThe changes whose `started` record was written may have been made. Fix the log file's disk, then run `provision apply` with the same plan again to resume."
+    )]
+    LogFailed { path: PathBuf, reason: String },
+
+    #[error(
         "error: interrupted; requests in flight were allowed to finish\nRun `provision apply` with the same plan again to resume."
     )]
     Interrupted,
+
+    #[error("error: not confirmed (interrupted at the prompt); nothing was changed")]
+    InterruptedAtPrompt,
+
+    #[error("error: interrupted before any change was sent; nothing was changed")]
+    InterruptedBeforeWrites,
 
     #[error("error: internal error: {0}\nThis is a bug in provision; please report it.")]
     Internal(String),
@@ -245,20 +377,62 @@ impl Error {
             MissingEnv(_) | BadUrl { .. } | InsecureUrl | BadKey { .. } | BadFlag { .. } => {
                 Exit::Error
             }
+            ConfigMissing { .. } | PolicyFile { .. } => Exit::Error,
             AuthFailed { .. } | SchemaNotExposed { .. } | RosterTable { .. } | Api(_) => {
                 Exit::Error
             }
+            Unreachable { .. } | PlanRosterFile { .. } => Exit::Error,
             IncompleteRead { .. } => Exit::Error,
-            ReadFile { .. } | RosterFile { .. } | NotAPlan { .. } | WriteFile { .. } => Exit::Error,
-            TooManyBans { .. } | EmptyRoster { .. } => Exit::Guard,
-            UnknownFormat(_) | DigestMismatch { .. } | ExpectDigest { .. } | Expired { .. } => {
-                Exit::Refused
+            ReadFile { .. }
+            | RosterFile { .. }
+            | NotAPlan { .. }
+            | WriteFile { .. }
+            | BadTarget { .. } => Exit::Error,
+            AllowedSignersLine { .. } | SigningKey { .. } | PassphraseNeedsTerminal { .. } => {
+                Exit::Error
             }
+            NoAgent | Agent { .. } | AgentEmpty | AgentSeveralKeys { .. } => Exit::Error,
+            AgentLacksKey { .. } | ApprovalsNeedSigners => Exit::Error,
+            ApprovalsMissing { .. } => Exit::Refused,
+            TooManyBans { .. } | EmptyRoster { .. } => Exit::Guard,
+            UnknownFormat(_)
+            | DigestMismatch { .. }
+            | Integrity(_)
+            | ExpectDigest { .. }
+            | Expired { .. } => Exit::Refused,
             WrongTarget { .. } | Drift | NotConfirmed | NeedsYes => Exit::Refused,
-            Partial { .. } => Exit::Partial,
-            Interrupted => Exit::Interrupted,
+            ApprovalsRequired { .. } => Exit::Refused,
+            Partial { .. } | LogFailed { .. } => Exit::Partial,
+            Interrupted | InterruptedAtPrompt | InterruptedBeforeWrites => Exit::Interrupted,
             Internal(_) => Exit::Error,
         }
+    }
+}
+
+/// How many accounts a `--max-bans` refusal names before it gives a count.
+pub const BAN_LIST_LIMIT: usize = 50;
+
+/// `  - a@example.com` lines, then `  … and N more`.
+fn ban_list(emails: &[String], bans: usize) -> String {
+    let mut text: String = emails
+        .iter()
+        .take(BAN_LIST_LIMIT)
+        .map(|e| format!("  - {e}\n"))
+        .collect();
+    let named = emails.len().min(BAN_LIST_LIMIT);
+    if bans > named {
+        text.push_str(&format!("  … and {} more\n", bans - named));
+    }
+    text
+}
+
+/// ` line 3, key `policy.max_bans``, as much of it as is known.
+fn policy_location(line: Option<usize>, key: &str) -> String {
+    match (line, key) {
+        (Some(line), "") => format!(" line {line}"),
+        (Some(line), key) => format!(" line {line}, key `{key}`"),
+        (None, "") => String::new(),
+        (None, key) => format!(", key `{key}`"),
     }
 }
 
@@ -287,8 +461,16 @@ mod tests {
     #[test]
     fn errors_map_to_their_codes() {
         assert_eq!(Error::MissingEnv("MAP_SUPABASE_URL").exit(), Exit::Error);
-        assert_eq!(Error::TooManyBans { bans: 11, max: 10 }.exit(), Exit::Guard);
-        assert_eq!(Error::UnknownFormat(2).exit(), Exit::Refused);
+        assert_eq!(
+            Error::TooManyBans {
+                bans: 11,
+                max: 10,
+                emails: vec![]
+            }
+            .exit(),
+            Exit::Guard
+        );
+        assert_eq!(Error::UnknownFormat("2".into()).exit(), Exit::Refused);
         assert_eq!(Error::Drift.exit(), Exit::Refused);
         assert_eq!(Error::NeedsYes.exit(), Exit::Refused);
         assert_eq!(
@@ -303,6 +485,30 @@ mod tests {
     }
 
     #[test]
+    fn too_many_bans_names_fifty_accounts_then_a_count() {
+        let emails: Vec<String> = (0..53).map(|i| format!("u{i:02}@example.com")).collect();
+        let text = Error::TooManyBans {
+            bans: 53,
+            max: 10,
+            emails,
+        }
+        .to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            "error: the plan would ban 53 users, more than `--max-bans` 10:"
+        );
+        assert_eq!(lines[1], "  - u00@example.com");
+        assert_eq!(lines[50], "  - u49@example.com");
+        assert_eq!(lines[51], "  … and 3 more");
+        assert_eq!(
+            lines[52],
+            "No plan was written. Check the roster source; if the bans are intended, pass `--max-bans 53`."
+        );
+        assert_eq!(lines.len(), 53);
+    }
+
+    #[test]
     fn failure_code_prefers_server_code() {
         let mut f = ApiFailure {
             request: "POST /auth/v1/admin/users".into(),
@@ -310,6 +516,7 @@ mod tests {
             status: Some(422),
             code: Some("email_exists".into()),
             message: "A user with this email address has already been registered".into(),
+            retry_after: None,
         };
         assert_eq!(f.error_code(), "email_exists");
         assert_eq!(

@@ -276,7 +276,9 @@ fn outcome_of(decision: Decision) -> Outcome {
         Decision::Ban => Outcome::Ban,
         Decision::Unchanged | Decision::AlreadyBanned => Outcome::Unchanged,
         Decision::Protected => Outcome::Protected,
-        Decision::HeldByInvalidRow | Decision::SharedEmail => Outcome::Conflict,
+        Decision::HeldByInvalidRow | Decision::SharedEmail | Decision::BadUserId => {
+            Outcome::Conflict
+        }
         Decision::NotFound => Outcome::Ignored,
     }
 }
@@ -310,11 +312,31 @@ mod tests {
                 "bob@example.com",
             ]),
             vec![
-                user("1", "ann@example.com", false),
-                user("2", "John@example.com", false),
-                user("3", "bob@example.com", true),
-                user("4", "ops@example.com", false),
-                user("5", "eve@example.com", true),
+                user(
+                    "0b1e6c4a-0000-4000-8000-000000000001",
+                    "ann@example.com",
+                    false,
+                ),
+                user(
+                    "0b1e6c4a-0000-4000-8000-000000000002",
+                    "John@example.com",
+                    false,
+                ),
+                user(
+                    "0b1e6c4a-0000-4000-8000-000000000003",
+                    "bob@example.com",
+                    true,
+                ),
+                user(
+                    "0b1e6c4a-0000-4000-8000-000000000004",
+                    "ops@example.com",
+                    false,
+                ),
+                user(
+                    "0b1e6c4a-0000-4000-8000-000000000005",
+                    "eve@example.com",
+                    true,
+                ),
             ],
         )
     }
@@ -397,7 +419,11 @@ mod tests {
     #[test]
     fn two_users_with_one_email_are_a_conflict_from_the_same_rule() {
         let (r, mut u) = team();
-        u.push(user("6", "ANN@example.com", false));
+        u.push(user(
+            "0b1e6c4a-0000-4000-8000-000000000006",
+            "ANN@example.com",
+            false,
+        ));
         let e = live("ann@example.com", &r, &u, now(), &policy());
         assert_eq!(
             (e.outcome, e.why),

@@ -3,6 +3,7 @@
 //! command to its module in `commands/`; it decides nothing else.
 
 pub mod apply;
+pub mod approval;
 pub mod canonical;
 pub mod cli;
 pub mod commands;
@@ -10,11 +11,15 @@ pub mod config;
 pub mod drift;
 pub mod error;
 pub mod explanation;
+pub mod integrity;
+pub mod jsonout;
 pub mod lookalike;
 pub mod model;
 pub mod output;
 pub mod planfile;
+pub mod policyfile;
 pub mod reconcile;
+pub mod regular_file;
 pub mod render;
 pub mod report;
 pub mod roster;
@@ -26,8 +31,6 @@ pub mod term;
 pub mod sandbox;
 
 use std::ffi::OsString;
-
-use clap::Parser;
 
 use crate::cli::{Cli, Command};
 use crate::commands::with_runtime;
@@ -51,7 +54,7 @@ where
     I: IntoIterator<Item = T>,
     T: Into<OsString> + Clone,
 {
-    let cli = match Cli::try_parse_from(args) {
+    let cli = match Cli::parse_args(args) {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
@@ -63,15 +66,18 @@ where
             };
         }
     };
-    let out = Output::new(&cli.common, env);
-    let common = &cli.common;
+    let (visible, every) = cli.command.progress();
+    let out = Output::new(cli.command.color(), env)
+        .quiet(cli.command.quiet())
+        .progress(visible, every, env);
     let result = match cli.command {
-        Command::Plan(ref args) => with_runtime(|| commands::plan::run(args, common, env, &out)),
-        Command::Apply(ref args) => with_runtime(|| commands::apply::run(args, common, env, &out)),
+        Command::Plan(ref args) => with_runtime(|| commands::plan::run(args, env, &out)),
+        Command::Apply(ref args) => with_runtime(|| commands::apply::run(args, env, &out)),
         Command::Show(ref args) => commands::show::run(args, &out),
-        Command::Explain(ref args) => commands::explain::run(args, common, env, &out),
+        Command::Explain(ref args) => commands::explain::run(args, env, &out),
+        Command::Approve(ref args) => commands::approve::run(args, env, &out),
         Command::Completions { shell } => commands::docs::completions(shell, &out),
-        Command::Man => commands::docs::man(&out),
+        Command::Man { ref command } => commands::docs::man(command.as_deref(), &out),
     };
     match result {
         Ok(exit) => exit,

@@ -161,6 +161,33 @@ impl AuthUser {
     }
 }
 
+/// Whether a change's effect is already in place in `user`, read at `now` — the one
+/// answer to "is this change already in effect?" that the drift check, the create
+/// look-up and the check-read after the writes all use. `user` is, for a create, a user
+/// holding the change's (normalised) email; for a ban or a restore, the user with the
+/// change's id. Create: that user is active. Ban: banned at least 50 years out (a shorter
+/// ban is someone else's). Restore: not banned. A soft-deleted user shows no effect.
+pub fn effect_in_place(action: ActionKind, user: &AuthUser, now: OffsetDateTime) -> bool {
+    if user.deleted_at.is_some() {
+        return false;
+    }
+    match action {
+        ActionKind::Create | ActionKind::Restore => !user.is_banned(now),
+        ActionKind::Ban => user.is_long_banned(now),
+    }
+}
+
+/// The shape of a Supabase user id: a UUID written `8-4-4-4-12` hex digits. Only an id
+/// of this shape is ever put in a request path or a plan's change.
+pub fn is_uuid_shaped(id: &str) -> bool {
+    let b = id.as_bytes();
+    b.len() == 36
+        && b.iter().enumerate().all(|(i, c)| match i {
+            8 | 13 | 18 | 23 => *c == b'-',
+            _ => c.is_ascii_hexdigit(),
+        })
+}
+
 /// One roster row, as read. `origin` says where it came from for error messages
 /// ("row 3 of roster.csv", "activity.organization_people row 12").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -481,6 +508,57 @@ mod tests {
         u.banned_until = Some(datetime!(2027-01-01 00:00 UTC));
         assert!(u.is_banned(now));
         assert!(!u.is_long_banned(now));
+    }
+
+    #[test]
+    fn uuid_shape_is_8_4_4_4_12_hex() {
+        assert!(is_uuid_shaped("9f2e0000-0000-4000-8000-00000000000a"));
+        assert!(is_uuid_shaped("9F2E0000-0000-4000-8000-00000000000A"));
+        for bad in [
+            "",
+            ".\t.",
+            "..",
+            "9f2e0000-0000-4000-8000-00000000000",
+            "9f2e0000-0000-4000-8000-00000000000a0",
+            "9f2e0000x0000-4000-8000-00000000000a",
+            "9f2e0000-0000-4000-8000-00000000000g",
+            "9f2e0000-0000-4000-8000/00000000000a",
+        ] {
+            assert!(!is_uuid_shaped(bad), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn effect_in_place_per_action() {
+        let now = datetime!(2026-11-29 07:00 UTC);
+        let user = |banned_until, deleted: bool| AuthUser {
+            id: "9f2e0000-0000-4000-8000-00000000000a".into(),
+            email: Some("a@example.com".into()),
+            banned_until,
+            deleted_at: deleted.then_some(now),
+            is_anonymous: false,
+        };
+        let active = user(None, false);
+        let long = user(Some(datetime!(2126-01-01 00:00 UTC)), false);
+        let short = user(Some(datetime!(2027-01-01 00:00 UTC)), false);
+        // A ban that ended a few hundred milliseconds before the read is over.
+        let just_ended = user(Some(now - time::Duration::milliseconds(300)), false);
+        let deleted = user(None, true);
+        for (u, create, ban, restore) in [
+            (&active, true, false, true),
+            (&long, false, true, false),
+            (&short, false, false, false),
+            (&just_ended, true, false, true),
+            (&deleted, false, false, false),
+        ] {
+            assert_eq!(effect_in_place(ActionKind::Create, u, now), create, "{u:?}");
+            assert_eq!(effect_in_place(ActionKind::Ban, u, now), ban, "{u:?}");
+            assert_eq!(
+                effect_in_place(ActionKind::Restore, u, now),
+                restore,
+                "{u:?}"
+            );
+        }
     }
 
     #[test]

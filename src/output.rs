@@ -3,28 +3,58 @@
 //! than turned into panics.
 
 use std::io::Write;
+use std::time::Duration;
 
-use crate::cli::Common;
-use crate::config::{Env, use_color};
+use crate::cli::ColorChoice;
+use crate::config::{Env, is_dumb_terminal, use_color};
 use crate::error::Error;
 use crate::render::Style;
 use crate::sanitize::sanitize;
-use crate::term;
+use crate::term::{self, ProgressMode};
 
 pub struct Output {
     pub stdout_style: Style,
     pub stderr_style: Style,
+    /// `--quiet`: nothing on stderr but errors (`note` and `warn` print nothing); the
+    /// command decides what of its stdout is still printed.
+    pub quiet: bool,
+    /// How reading and writing show progress on stderr.
+    pub progress: ProgressMode,
 }
 
 impl Output {
-    pub fn new(common: &Common, env: &Env<'_>) -> Output {
+    pub fn new(color: ColorChoice, env: &Env<'_>) -> Output {
         Output {
             stdout_style: Style {
-                color: use_color(common.color, term::stdout_is_terminal(), env),
+                color: use_color(color, term::stdout_is_terminal(), env),
             },
             stderr_style: Style {
-                color: use_color(common.color, term::stderr_is_terminal(), env),
+                color: use_color(color, term::stderr_is_terminal(), env),
             },
+            quiet: false,
+            progress: ProgressMode::Hidden,
+        }
+    }
+
+    /// Progress for a command whose output allows it (`visible`): a bar on a terminal
+    /// that can redraw, plain lines at most once per `every` elsewhere.
+    pub fn progress(self, visible: bool, every: Duration, env: &Env<'_>) -> Output {
+        let fancy = term::stderr_is_terminal() && !is_dumb_terminal(env);
+        Output {
+            progress: ProgressMode::choose(visible, fancy, every),
+            ..self
+        }
+    }
+
+    pub fn quiet(self, quiet: bool) -> Output {
+        Output { quiet, ..self }
+    }
+
+    /// Information for the operator on stderr (what is shown, where a file went);
+    /// nothing under `--quiet`.
+    pub fn note(&self, text: &str) {
+        if !self.quiet {
+            self.stderr(text);
         }
     }
 
@@ -45,6 +75,9 @@ impl Output {
     }
 
     pub fn warn(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
         let prefix = if self.stderr_style.color {
             console::style("warning:")
                 .yellow()

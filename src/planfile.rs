@@ -16,11 +16,13 @@ use time::{OffsetDateTime, UtcOffset};
 
 use crate::canonical;
 use crate::error::Error;
+use crate::jsonout;
 use crate::lookalike::LookAlike;
 use crate::model::{
     ActionKind, Change, Conflict, Email, Observed, ObservedUser, RosterSource, Summary,
 };
 use crate::reconcile::Reconciliation;
+use crate::regular_file;
 use crate::sanitize::sanitize;
 
 /// The only format this version writes and reads.
@@ -138,13 +140,10 @@ impl Plan {
     }
 
     /// The file's text: pretty-printed (2 spaces), members in the contract's order,
-    /// ending with a newline.
+    /// controls and bidi/zero-width characters as `\u` escapes (`jsonout`; the digest
+    /// covers the decoded values, so it is the same either way), ending with a newline.
     pub fn to_pretty_json(&self) -> String {
-        let mut text = match serde_json::to_string_pretty(self) {
-            Ok(text) => text,
-            // Serialising plain structs of strings and integers into a String cannot fail.
-            Err(e) => unreachable!("serialising a plan failed: {e}"),
-        };
+        let mut text = jsonout::to_string_pretty(self);
         text.push('\n');
         text
     }
@@ -169,13 +168,18 @@ impl Plan {
         };
         match object.get("format_version") {
             None => return Err(not_a_plan("it has no `format_version` member".into())),
-            Some(v) => match (v.as_i64(), v.as_u64()) {
-                (Some(FORMAT_VERSION), _) => {}
-                (Some(other), _) => return Err(Error::UnknownFormat(other)),
-                (None, Some(big)) => {
-                    return Err(Error::UnknownFormat(i64::try_from(big).unwrap_or(i64::MAX)));
+            Some(v) => match (v.as_i64(), v.as_u64(), v.as_f64()) {
+                (Some(FORMAT_VERSION), _, _) => {}
+                (Some(_), _, _) | (None, Some(_), _) => {
+                    return Err(Error::UnknownFormat(v.to_string()));
                 }
-                (None, None) => {
+                // An integer past u64 (`2^70`) reaches us as a float: it is a version
+                // this program does not know, not a malformed file. A float that fits an
+                // integer type (`1.0`) was written as a float and is refused as one.
+                (None, None, Some(f)) if f.fract() == 0.0 && f.abs() >= 9.2e18 => {
+                    return Err(Error::UnknownFormat(v.to_string()));
+                }
+                (None, None, _) => {
                     return Err(not_a_plan(format!(
                         "`format_version` is not an integer: {v}"
                     )));
@@ -222,19 +226,8 @@ impl Plan {
                 reason: "its `roster.count` or `auth_users.count` does not match `observed`".into(),
             });
         }
-        // Drift walks `observed` in order; a plan this program wrote is always sorted.
-        let sorted_roster = plan.observed.roster.windows(2).all(|w| w[0] < w[1]);
-        let sorted_users = plan
-            .observed
-            .users
-            .windows(2)
-            .all(|w| (&w[0].email, &w[0].id) < (&w[1].email, &w[1].id));
-        if !sorted_roster || !sorted_users {
-            return Err(Error::NotAPlan {
-                path: path.to_path_buf(),
-                reason: "its `observed` lists are not sorted and distinct".into(),
-            });
-        }
+        // Whether the changes follow from `observed` (sorted lists included) is
+        // `integrity::check`'s question, asked by every command after this one.
         Ok(plan)
     }
 
@@ -271,6 +264,11 @@ impl Plan {
                 "the path names no file",
             )));
         };
+        // Only a regular file is ever replaced (a device or FIFO at the path is refused).
+        regular_file::check(path).map_err(|reason| Error::WriteFile {
+            path: path.to_path_buf(),
+            reason,
+        })?;
         let (tmp_path, mut file) =
             create_temp(&dir, &name.to_string_lossy()).map_err(write_error)?;
         let written = file
@@ -346,7 +344,7 @@ pub fn auth_users_digest(users: &[ObservedUser]) -> String {
 /// (integers, in every plan this program writes), UTF-8. `canonical` sorts the members
 /// itself rather than trusting `serde_json::Map`, whose order depends on the
 /// `preserve_order` feature.
-fn digest_of(value: &Value) -> String {
+pub(crate) fn digest_of(value: &Value) -> String {
     hash_canonical(value)
 }
 
@@ -463,14 +461,11 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, fs::File)> {
     for _ in 0..16 {
         let n = COUNTER.fetch_add(1, Ordering::Relaxed);
         let tmp = dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
-        let mut options = fs::OpenOptions::new();
-        options.write(true).create_new(true);
-        #[cfg(unix)]
+        match regular_file::owner_only()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
         {
-            use std::os::unix::fs::OpenOptionsExt;
-            options.mode(0o600);
-        }
-        match options.open(&tmp) {
             Ok(file) => return Ok((tmp, file)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => last_error = Some(e),
             Err(e) => return Err(e),
@@ -754,11 +749,21 @@ pub(crate) mod tests {
         let mut v = value_of(&sample_plan());
         v["format_version"] = 2.into();
         let err = Plan::parse(&v.to_string(), path()).unwrap_err();
-        assert!(matches!(err, Error::UnknownFormat(2)), "{err}");
+        assert!(matches!(&err, Error::UnknownFormat(v) if v == "2"), "{err}");
         assert_eq!(err.exit(), crate::error::Exit::Refused);
         // Even an otherwise broken file: the version decides first.
         let err = Plan::parse(r#"{"format_version": 3}"#, path()).unwrap_err();
-        assert!(matches!(err, Error::UnknownFormat(3)), "{err}");
+        assert!(matches!(&err, Error::UnknownFormat(v) if v == "3"), "{err}");
+        // Too large for any integer type: still an unknown version (exit 3).
+        for text in [
+            r#"{"format_version": 1180591620717411303424}"#,
+            r#"{"format_version": -1180591620717411303424}"#,
+            r#"{"format_version": 18446744073709551615}"#,
+        ] {
+            let err = Plan::parse(text, path()).unwrap_err();
+            assert!(matches!(err, Error::UnknownFormat(_)), "{text}: {err}");
+            assert_eq!(err.exit(), crate::error::Exit::Refused, "{text}");
+        }
     }
 
     #[test]
@@ -797,6 +802,36 @@ pub(crate) mod tests {
         v["changes"][2].as_object_mut().unwrap().remove("user_id");
         let err = Plan::parse(&resign(v).to_string(), path()).unwrap_err();
         assert!(err.to_string().contains("without a `user_id`"), "{err}");
+    }
+
+    #[test]
+    fn the_file_escapes_controls_and_bidi_and_the_digest_is_the_same_either_way() {
+        // A hostile email the server holds (bidi override, C1, line separator).
+        let evil = "admin\u{202e}moc\u{85}x\u{2028}@evil.com";
+        let rec = reconcile(
+            &[],
+            &[user("0b1e6c4a-0000-4000-8000-000000000009", evil, false)],
+            now(),
+            &Policy::default(),
+        );
+        let plan = plan_for(&rec);
+        let text = plan.to_pretty_json();
+        assert!(
+            !text
+                .chars()
+                .any(|c| crate::sanitize::needs_escape(c) && c != '\n'),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#""email": "admin\u202emoc\u0085x\u2028@evil.com""#),
+            "{text}"
+        );
+        // The same document written raw (serde_json leaves these characters as they are).
+        let raw = serde_json::to_string_pretty(&plan).unwrap();
+        assert!(raw.contains('\u{202e}'));
+        assert_eq!(Plan::parse(&text, path()).unwrap(), plan);
+        assert_eq!(Plan::parse(&raw, path()).unwrap(), plan);
+        assert_eq!(Plan::parse(&raw, path()).unwrap().digest, plan.digest);
     }
 
     #[test]

@@ -11,7 +11,7 @@ use time::OffsetDateTime;
 use crate::lookalike::{self, LookAlike};
 use crate::model::{
     ActionKind, AuthUser, Change, Conflict, Email, Observed, ObservedUser, Protection, RosterEntry,
-    Summary, normalise_email,
+    Summary, is_uuid_shaped, normalise_email,
 };
 use crate::sanitize::sanitize;
 
@@ -116,12 +116,19 @@ pub enum Decision {
     HeldByInvalidRow,
     /// Two or more users have it: a conflict, never guessed at.
     SharedEmail,
+    /// A user with it has an id that is not a UUID: a conflict, never used in a request.
+    BadUserId,
     /// Neither on the roster nor held by any user.
     NotFound,
 }
 
 /// The rules of the contract's table, for one email (normalised).
 pub fn decide(email: &str, state: &EmailState<'_>, policy: &Policy) -> Decision {
+    // An id that is not a UUID never goes into a request path: whoever holds this email
+    // is left alone and listed, whatever the rest of the plan says.
+    if state.users.iter().any(|u| !is_uuid_shaped(&u.id)) {
+        return Decision::BadUserId;
+    }
     match state.users {
         [] if state.on_roster => Decision::Create,
         [] => Decision::NotFound,
@@ -139,6 +146,10 @@ pub fn decide(email: &str, state: &EmailState<'_>, policy: &Policy) -> Decision 
         _ => Decision::SharedEmail,
     }
 }
+
+/// The conflict reason of an email whose user has an id that is not a UUID.
+pub const BAD_USER_ID_REASON: &str =
+    "the server lists a user id that is not a UUID for this email; it is never used in a request";
 
 /// The conflict reason of an email two or more users share.
 pub fn shared_email_reason(users: usize, on_roster: bool) -> String {
@@ -389,6 +400,11 @@ pub fn reconcile(
             (Decision::Ban, [user]) => bans.push(change(ActionKind::Ban, user)),
             (Decision::Unchanged, _) => summary.unchanged += 1,
             (Decision::Protected, _) => summary.protected += 1,
+            (Decision::BadUserId, _) => conflicts.push(Conflict {
+                email: email.to_string(),
+                reason: BAD_USER_ID_REASON.into(),
+                user_ids: group.iter().map(|u| u.id.clone()).collect(),
+            }),
             (Decision::SharedEmail, _) => conflicts.push(Conflict {
                 email: email.to_string(),
                 reason: shared_email_reason(group.len(), on_roster),
@@ -558,9 +574,26 @@ pub(crate) mod tests {
             .collect()
     }
 
+    /// A short test id as a UUID-shaped one (ids that are not UUIDs are conflicts):
+    /// its bytes in hex, left-aligned and zero-padded, so the order of ids is kept.
+    pub(crate) fn uid(id: &str) -> String {
+        if is_uuid_shaped(id) {
+            return id.to_string();
+        }
+        if id.len() <= 6 {
+            let hex: String = id.bytes().map(|b| format!("{b:02x}")).collect();
+            return format!("00000000-0000-4000-8000-{hex:0<12}");
+        }
+        // Longer ids: an FNV-1a hash of 48 bits (unique enough, order not kept).
+        let h = id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+        format!("00000000-0000-4000-9000-{:012x}", h & 0xffff_ffff_ffff)
+    }
+
     pub(crate) fn active(id: &str, email: &str) -> AuthUser {
         AuthUser {
-            id: id.into(),
+            id: uid(id),
             email: Some(email.into()),
             banned_until: None,
             deleted_at: None,
@@ -583,7 +616,7 @@ pub(crate) mod tests {
         Change {
             action,
             email: email.into(),
-            user_id: id.map(String::from),
+            user_id: id.map(uid),
         }
     }
 
@@ -825,7 +858,7 @@ pub(crate) mod tests {
         );
         assert_eq!(rec.conflicts.len(), 1);
         assert_eq!(rec.conflicts[0].email, "Admin@LocalHost");
-        assert_eq!(rec.conflicts[0].user_ids, vec!["x".to_string()]);
+        assert_eq!(rec.conflicts[0].user_ids, vec![uid("x")]);
     }
 
     #[test]
@@ -841,9 +874,9 @@ pub(crate) mod tests {
         assert!(rec.changes.is_empty());
         assert_eq!(rec.conflicts.len(), 2);
         assert_eq!(rec.conflicts[0].email, "bob@example.com");
-        assert_eq!(rec.conflicts[0].user_ids, vec!["b1", "b2"]);
+        assert_eq!(rec.conflicts[0].user_ids, vec![uid("b1"), uid("b2")]);
         assert_eq!(rec.conflicts[1].email, "carol@example.com");
-        assert_eq!(rec.conflicts[1].user_ids, vec!["c1", "c2"]);
+        assert_eq!(rec.conflicts[1].user_ids, vec![uid("c1"), uid("c2")]);
         // Counted in no other counter.
         assert_eq!(
             rec.summary,
@@ -856,6 +889,43 @@ pub(crate) mod tests {
         assert_eq!(rec.observed.users.len(), 4);
         assert_eq!(rec.active_with_email, 3);
         assert!(matches!(&rec.warnings[0], Warning::Conflict(c) if c.email == "bob@example.com"));
+    }
+
+    #[test]
+    fn a_user_whose_id_is_not_a_uuid_is_a_conflict_never_touched() {
+        // An id of `.\t.` would send a ban to `PUT /auth/v1/admin/`.
+        let odd = |id: &str, email: &str| AuthUser {
+            id: id.into(),
+            ..active("z", email)
+        };
+        let rec = plan(
+            &rows(&["bob@example.com", "dana@example.com"]),
+            &[
+                odd(".\t.", "carol@example.com"),
+                AuthUser {
+                    banned_until: Some(now() + time::Duration::days(365 * 100)),
+                    ..odd("7", "bob@example.com")
+                },
+                odd("", "dana@example.com"),
+            ],
+        );
+        // No ban for carol, no restore for bob, and no second dana.
+        assert!(rec.changes.is_empty(), "{:?}", rec.changes);
+        let listed: Vec<(&str, &[String])> = rec
+            .conflicts
+            .iter()
+            .map(|c| (c.email.as_str(), c.user_ids.as_slice()))
+            .collect();
+        assert_eq!(
+            listed,
+            vec![
+                ("bob@example.com", &["7".to_string()][..]),
+                ("carol@example.com", &[".\t.".to_string()][..]),
+                ("dana@example.com", &[String::new()][..]),
+            ]
+        );
+        assert!(rec.conflicts[0].reason.contains("not a UUID"));
+        assert_eq!(rec.summary.conflicts, 3);
     }
 
     #[test]
@@ -881,7 +951,7 @@ pub(crate) mod tests {
                 reason:
                     "the listing holds this user id 2 times, under new@example.com, old@example.com"
                         .into(),
-                user_ids: vec!["x".into()],
+                user_ids: vec![uid("x")],
             }]
         );
         assert_eq!(rec.summary.ban, 0);
@@ -890,12 +960,22 @@ pub(crate) mod tests {
 
     #[test]
     fn the_repeated_id_check_runs_only_on_suspicion() {
+        // Random-looking ids, as the server's v4 UUIDs are.
+        let id = |i: u64| {
+            let h = i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+            format!(
+                "{:08x}-{:04x}-4000-8000-{:012x}",
+                h >> 32,
+                (h >> 16) & 0xffff,
+                h & 0xffff_ffff_ffff
+            )
+        };
         let distinct: Vec<AuthUser> = (0..1000)
-            .map(|i| active(&format!("id{i}"), &format!("u{i}@example.com")))
+            .map(|i| active(&id(i), &format!("u{i}@example.com")))
             .collect();
         assert!(!project_users(&distinct, now()).2);
         let mut repeated = distinct.clone();
-        repeated.push(active("id7", "other@example.com"));
+        repeated.push(active(&id(7), "other@example.com"));
         assert!(project_users(&repeated, now()).2);
     }
 
@@ -954,9 +1034,9 @@ pub(crate) mod tests {
         assert_eq!(
             users,
             vec![
-                ("a@example.com", "0", false),
-                ("c@example.com", "1", false),
-                ("c@example.com", "2", true),
+                ("a@example.com", uid("0").as_str(), false),
+                ("c@example.com", uid("1").as_str(), false),
+                ("c@example.com", uid("2").as_str(), true),
             ]
         );
     }
@@ -1046,7 +1126,7 @@ pub(crate) mod tests {
                 .into_iter()
                 .enumerate()
                 .map(|(i, (email, ban, deleted))| AuthUser {
-                    id: format!("id{i:02}"),
+                    id: uid(&format!("id{i:02}")),
                     email,
                     banned_until: match ban {
                         0 => Some(now() - time::Duration::days(3)),

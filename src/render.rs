@@ -274,25 +274,111 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
         out.push('\n');
         let _ = writeln!(out, "{}", style.paint("Warnings:", |s| s.yellow().bold()));
         let mark = style.paint("!", console::Style::yellow);
-        for c in plan.conflicts.iter().take(TEXT_LIST_LIMIT) {
-            let _ = writeln!(out, "  {mark} {}", Warning::Conflict(c.clone()));
+        // One line per kind when a kind repeats; the full lists are in the plan.
+        match plan.conflicts.as_slice() {
+            [] => {}
+            [one] => {
+                let _ = writeln!(out, "  {mark} {}", Warning::Conflict(one.clone()));
+            }
+            many => {
+                let _ = writeln!(
+                    out,
+                    "  {mark} {}",
+                    conflicts_summary(many.iter().map(|c| c.email.as_str()), many.len())
+                );
+            }
         }
-        more_line(&mut out, plan.conflicts.len(), TEXT_LIST_LIMIT, "conflicts");
-        for u in protected.iter().take(TEXT_LIST_LIMIT) {
-            let _ = writeln!(
-                out,
-                "  {mark} protected: `{}` is active and not on the roster; `--protect` keeps it from a ban",
-                sanitize(&u.email)
-            );
+        match protected.as_slice() {
+            [] => {}
+            [one] => {
+                let _ = writeln!(
+                    out,
+                    "  {mark} protected: `{}` is active and not on the roster; `--protect` keeps it from a ban",
+                    sanitize(&one.email)
+                );
+            }
+            many => {
+                let _ = writeln!(
+                    out,
+                    "  {mark} protected: {} accounts are active and not on the roster; `--protect` keeps them from a ban: {}",
+                    many.len(),
+                    some_emails(many.iter().map(|u| u.email.as_str()), many.len())
+                );
+            }
         }
-        more_line(
-            &mut out,
-            protected.len(),
-            TEXT_LIST_LIMIT,
-            "protected accounts",
-        );
     }
     out
+}
+
+/// How many emails a one-line summary names before `…`.
+const SUMMARY_NAMES: usize = 5;
+
+/// `` `a@x.co`, `b@x.co`, … `` : the first few, sanitised.
+fn some_emails<'a>(emails: impl Iterator<Item = &'a str>, total: usize) -> String {
+    let mut names: Vec<String> = emails
+        .take(SUMMARY_NAMES)
+        .map(|e| format!("`{}`", sanitize(e)))
+        .collect();
+    if total > SUMMARY_NAMES {
+        names.push("…".into());
+    }
+    names.join(", ")
+}
+
+fn conflicts_summary<'a>(emails: impl Iterator<Item = &'a str>, total: usize) -> String {
+    format!(
+        "{total} conflicts, each left alone: {} (each is listed with its reason in the plan's `conflicts`: `provision show PLAN --format json`)",
+        some_emails(emails, total)
+    )
+}
+
+/// Reconciliation warnings for stderr, one line each; a kind that repeats is one line
+/// with its count (the full list is in the plan and under `--format json`).
+pub fn warning_lines(warnings: &[Warning]) -> Vec<String> {
+    let merged: Vec<&Warning> = warnings
+        .iter()
+        .filter(|w| matches!(w, Warning::MergedRosterRows { .. }))
+        .collect();
+    let conflicts: Vec<&Warning> = warnings
+        .iter()
+        .filter(|w| matches!(w, Warning::Conflict(_)))
+        .collect();
+    let mut lines = Vec::new();
+    match merged.as_slice() {
+        [] => {}
+        [one] => lines.push(one.to_string()),
+        many => lines.push(format!(
+            "roster: {} emails appear in several rows (after trimming and lower-casing); each is merged into one: {}",
+            many.len(),
+            some_emails(
+                many.iter().filter_map(|w| match w {
+                    Warning::MergedRosterRows { email, .. } => Some(email.as_str()),
+                    _ => None,
+                }),
+                many.len()
+            )
+        )),
+    }
+    match conflicts.as_slice() {
+        [] => {}
+        [one] => lines.push(one.to_string()),
+        many => lines.push(conflicts_summary(
+            many.iter().filter_map(|w| match w {
+                Warning::Conflict(c) => Some(c.email.as_str()),
+                _ => None,
+            }),
+            many.len(),
+        )),
+    }
+    // Every look-alike pair on a line of its own: each may be a person about to be
+    // locked out.
+    lines.extend(
+        warnings
+            .iter()
+            .filter(|w| matches!(w, Warning::LookAlike(_)))
+            .map(ToString::to_string),
+    );
+    lines
 }
 
 fn users(n: usize) -> &'static str {
@@ -305,15 +391,21 @@ fn more_line(out: &mut String, total: usize, shown: usize, what: &str) {
     }
 }
 
-/// What the shell prints after writing the plan: where it is, its digest, how to apply.
-pub fn plan_footer(path: &str, digest: &str, style: Style) -> String {
+/// What the shell prints after writing the plan: where it is, its digest, and how to
+/// apply it (only when there is something to apply).
+pub fn plan_footer(plan: &Plan, path: &str, style: Style) -> String {
     let path_arg = shell_quote(&sanitize(path));
-    let digest = sanitize(digest);
-    let command = format!("provision apply {path_arg} --expect-digest {digest}");
-    format!(
-        "Plan saved to {path_arg}\nDigest: {digest}\nApply it with: {}\n",
-        style.paint(&command, |s| s.bold())
-    )
+    let digest = sanitize(&plan.digest);
+    let mut text = format!("Plan saved to {path_arg}\nDigest: {digest}\n");
+    if !plan.changes.is_empty() {
+        let command = format!("provision apply {path_arg} --expect-digest {digest}");
+        let _ = writeln!(
+            text,
+            "Apply it with: {}",
+            style.paint(&command, |s| s.bold())
+        );
+    }
+    text
 }
 
 /// Quote for a POSIX shell when needed, so the printed command can be pasted.
@@ -352,10 +444,13 @@ pub fn drift_text(drift: &[Drift], style: Style) -> String {
     out
 }
 
-/// Reconciliation warnings for stderr, one `warning: …` line each.
+/// Reconciliation warnings for stderr, `warning: …` lines (see `warning_lines`).
 pub fn warnings_text(warnings: &[Warning], style: Style) -> String {
     let label = style.paint("warning:", |s| s.yellow().bold());
-    warnings.iter().map(|w| format!("{label} {w}\n")).collect()
+    warning_lines(warnings)
+        .iter()
+        .map(|w| format!("{label} {w}\n"))
+        .collect()
 }
 
 // ---- Markdown ----
@@ -382,6 +477,7 @@ pub fn explanation_reason(why: &Why) -> String {
             Decision::HeldByInvalidRow => "a roster row with an invalid email names it: a conflict, left alone.",
             Decision::SharedEmail => "two or more auth users have it: never guessed at, a conflict, left alone.",
             Decision::NotFound => "it is on no roster row and no auth user has it: nothing to do.",
+            Decision::BadUserId => "an auth user with it has an id that is not a UUID: never used in a request, a conflict, left alone.",
         }
         .to_string(),
         Why::ProtectedBy(Some(rule)) => format!(
@@ -718,20 +814,58 @@ pub fn apply_summary_json(report: &ApplyReport) -> serde_json::Value {
     }})
 }
 
-/// `apply --log`: the record of one change for a change ticket (`time` is a parameter:
-/// this module never reads the clock). Failed changes add `error_message`.
+/// `apply --log`: the record of one change's outcome for a change ticket (`time` is a
+/// parameter: this module never reads the clock). Failed changes add `error_message`.
 pub fn log_line(plan: &Plan, r: &ChangeResult, time: time::OffsetDateTime) -> serde_json::Value {
-    let mut line = change_json(r);
-    line["time"] = serde_json::Value::String(
-        time.format(&time::format_description::well_known::Rfc3339)
-            .unwrap_or_default(),
+    let mut line = log_record(
+        plan,
+        &r.change,
+        r.user_id.as_deref(),
+        r.outcome.as_str(),
+        r.outcome.error_code(),
+        time,
     );
-    line["plan_digest"] = serde_json::Value::String(plan.digest.clone());
-    line["target"] = serde_json::Value::String(plan.target.clone());
     if let Outcome::Failed { message, .. } = &r.outcome {
         line["error_message"] = serde_json::Value::String(message.clone());
     }
     line
+}
+
+/// `apply --log`: the record that a change's write is about to be sent (`"outcome":
+/// "started"`); its outcome record follows when known.
+pub fn log_started_line(
+    plan: &Plan,
+    change: &Change,
+    time: time::OffsetDateTime,
+) -> serde_json::Value {
+    log_record(
+        plan,
+        change,
+        change.user_id.as_deref(),
+        "started",
+        None,
+        time,
+    )
+}
+
+fn log_record(
+    plan: &Plan,
+    change: &Change,
+    user_id: Option<&str>,
+    outcome: &str,
+    error_code: Option<&str>,
+    time: time::OffsetDateTime,
+) -> serde_json::Value {
+    serde_json::json!({
+        "time": time.format(&time::format_description::well_known::Rfc3339).unwrap_or_default(),
+        "plan_digest": plan.digest,
+        "target": plan.target,
+        "action": change.action.as_str(),
+        "email": change.email,
+        "user_id": user_id,
+        "outcome": outcome,
+        "error_code": error_code,
+    })
 }
 
 /// `show`'s epilogue: the plan's digest, target, roster source, age and expiry, as of
@@ -843,16 +977,20 @@ mod tests {
     const PLAIN: Style = Style { color: false };
     const COLOR: Style = Style { color: true };
 
-    fn plan_of(roster: &[&str], users: &[AuthUser], policy: &Policy) -> Plan {
-        let roster: Vec<RosterEntry> = roster
+    /// Roster rows as a file gives them, `row 2` first.
+    fn rows(emails: &[&str]) -> Vec<RosterEntry> {
+        emails
             .iter()
             .enumerate()
             .map(|(i, e)| RosterEntry {
                 email: Some(e.to_string()),
                 origin: format!("row {}", i + 2),
             })
-            .collect();
-        plan_for(&reconcile(&roster, users, now(), policy))
+            .collect()
+    }
+
+    fn plan_of(roster: &[&str], users: &[AuthUser], policy: &Policy) -> Plan {
+        plan_for(&reconcile(&rows(roster), users, now(), policy))
     }
 
     /// Every kind of line: unchanged runs, a create, a restore, a ban, a conflict, a
@@ -944,7 +1082,7 @@ mod tests {
     #[test]
     fn plain_text_has_no_escape_codes() {
         assert!(!plan_text(&sample(), PLAIN).contains('\u{1b}'));
-        assert!(!plan_footer("plan.json", "sha256:ab", PLAIN).contains('\u{1b}'));
+        assert!(!plan_footer(&sample(), "plan.json", PLAIN).contains('\u{1b}'));
         assert!(!drift_text(&[], PLAIN).contains('\u{1b}'));
     }
 
@@ -958,8 +1096,16 @@ mod tests {
         let plan = plan_of(
             &["jon@example.com", "ann@example.com"],
             &[
-                user("1", "ann@example.com", false),
-                user("2", "john@example.com", false),
+                user(
+                    "0b1e6c4a-0000-4000-8000-000000000001",
+                    "ann@example.com",
+                    false,
+                ),
+                user(
+                    "0b1e6c4a-0000-4000-8000-000000000002",
+                    "john@example.com",
+                    false,
+                ),
             ],
             &Policy::default(),
         );
@@ -987,7 +1133,11 @@ mod tests {
     fn a_plan_without_changes_says_so() {
         let plan = plan_of(
             &["ann@example.com"],
-            &[user("1", "ann@example.com", false)],
+            &[user(
+                "9f2e0000-0000-4000-8000-000000000001",
+                "ann@example.com",
+                false,
+            )],
             &Policy::default(),
         );
         assert_eq!(
@@ -1001,14 +1151,71 @@ mod tests {
 
     #[test]
     fn footer_names_the_file_digest_and_command() {
+        let plan = sample();
+        let d = &plan.digest;
         assert_eq!(
-            plan_footer("plan.json", "sha256:abc", PLAIN),
-            "Plan saved to plan.json\nDigest: sha256:abc\nApply it with: provision apply plan.json --expect-digest sha256:abc\n"
+            plan_footer(&plan, "plan.json", PLAIN),
+            format!(
+                "Plan saved to plan.json\nDigest: {d}\nApply it with: provision apply plan.json --expect-digest {d}\n"
+            )
         );
-        let quoted = plan_footer("my plans/it's.json", "sha256:abc", PLAIN);
+        let quoted = plan_footer(&plan, "my plans/it's.json", PLAIN);
         assert!(
             quoted.contains("provision apply 'my plans/it'\\''s.json' --expect-digest"),
             "{quoted}"
+        );
+    }
+
+    #[test]
+    fn footer_has_no_apply_line_when_nothing_to_apply() {
+        let plan = plan_of(
+            &["ann@example.com"],
+            &[user("1", "ann@example.com", false)],
+            &Policy::default(),
+        );
+        let d = &plan.digest;
+        assert_eq!(
+            plan_footer(&plan, "plan.json", PLAIN),
+            format!("Plan saved to plan.json\nDigest: {d}\n")
+        );
+    }
+
+    #[test]
+    fn repeated_warnings_of_one_kind_are_one_line_with_a_count() {
+        let roster = rows(&[
+            "a@x.co",
+            "A@x.co",
+            "b@x.co",
+            "B@x.co",
+            "bad one",
+            "worse one",
+        ]);
+        let rec = reconcile(&roster, &[], now(), &Policy::default());
+        assert_eq!(
+            warning_lines(&rec.warnings),
+            vec![
+                "roster: 2 emails appear in several rows (after trimming and lower-casing); each is merged into one: `a@x.co`, `b@x.co`".to_string(),
+                "2 conflicts, each left alone: `bad one`, `worse one` (each is listed with its reason in the plan's `conflicts`: `provision show PLAN --format json`)".to_string(),
+            ]
+        );
+        let mut policy = Policy::default();
+        policy.protection.add("@ops.co");
+        let users: Vec<_> = (1..=7)
+            .map(|i| {
+                user(
+                    &format!("a0000000-0000-4000-8000-00000000000{i}"),
+                    &format!("u{i}@ops.co"),
+                    false,
+                )
+            })
+            .collect();
+        let plan = plan_of(&["ann@example.com"], &users, &policy);
+        let text = plan_text(&plan, PLAIN);
+        assert!(
+            text.ends_with(
+                "Warnings:\n  ! protected: 7 accounts are active and not on the roster; `--protect` keeps them from a ban: `u1@ops.co`, `u2@ops.co`, `u3@ops.co`, `u4@ops.co`, `u5@ops.co`, …\n"
+            ),
+            "{text}"
         );
     }
 
@@ -1072,7 +1279,11 @@ mod tests {
     fn bidi_and_control_emails_are_escaped_in_text_and_markdown() {
         // An auth user's email is whatever the server holds: it reaches the ban list.
         let evil = "admin\u{202e}moc.elpmaxe@evil.com\u{1b}[0m";
-        let plan = plan_of(&[], &[user("1", evil, false)], &Policy::default());
+        let plan = plan_of(
+            &[],
+            &[user("9f2e0000-0000-4000-8000-000000000001", evil, false)],
+            &Policy::default(),
+        );
         let text = plan_text(&plan, COLOR);
         assert!(
             !text.contains('\u{202e}') && !text.contains("\u{1b}[0m@"),
@@ -1091,7 +1302,11 @@ mod tests {
     fn markdown_escapes_markup_in_emails() {
         let plan = plan_of(
             &[],
-            &[user("1", "<img src=x>*[a](b)*@example.com", false)],
+            &[user(
+                "9f2e0000-0000-4000-8000-000000000001",
+                "<img src=x>*[a](b)*@example.com",
+                false,
+            )],
             &Policy::default(),
         );
         let md = plan_markdown(&plan);

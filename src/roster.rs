@@ -86,19 +86,148 @@ fn without_position(message: String, line: usize, column: usize) -> String {
 const SHAPE: &str = "expected a list of entries, or a list under `people:` or `roster:`";
 
 fn from_yaml(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
-    // Read into the JSON data model so one function checks the shape of both formats.
-    let doc: Json = serde_norway::from_str(text).map_err(|e| match e.location() {
+    // Refused before the parser sees it: 100k levels of nesting took the parser 40 s.
+    if let Some(line) = yaml_nesting_over(text, MAX_DEPTH) {
+        return Err(too_deep(path, format!(" line {line}")));
+    }
+    let yaml_error = |e: serde_norway::Error| match e.location() {
         Some(loc) => file_error(
             path,
             format!(" line {} column {}", loc.line(), loc.column()),
             without_position(e.to_string(), loc.line(), loc.column()),
         ),
         None => file_error(path, "", e.to_string()),
+    };
+    let mut value: serde_norway::Value = serde_norway::from_str(text).map_err(yaml_error)?;
+    // Merge keys (`<<: *alice`) are honoured, as YAML 1.1 defines them: the row gets the
+    // merged mapping's keys (its own win). Read as a plain key instead, a row merging in
+    // an email would have none, and its person would be planned for a ban.
+    value.apply_merge().map_err(|e| {
+        file_error(
+            path,
+            "",
+            format!("a merge key (`<<`) cannot be applied: {e}"),
+        )
     })?;
+    if has_merge_key(&value) {
+        return Err(file_error(
+            path,
+            "",
+            "a merge key (`<<`) is left after merging (a merge that merges another); write the row's keys out in full",
+        ));
+    }
+    // Read into the JSON data model so one function checks the shape of both formats.
+    let doc: Json = serde_norway::from_value(value).map_err(yaml_error)?;
     if doc.is_null() {
         return Err(file_error(path, "", format!("the file is empty; {SHAPE}")));
     }
     from_document(path, doc, Format::Yaml)
+}
+
+/// The deepest nesting a roster file may have (a roster needs three levels).
+const MAX_DEPTH: usize = 64;
+
+fn too_deep(path: &Path, location: String) -> Error {
+    file_error(
+        path,
+        location,
+        format!("the file nests deeper than {MAX_DEPTH} levels; a roster is a list of entries"),
+    )
+}
+
+fn has_merge_key(value: &serde_norway::Value) -> bool {
+    use serde_norway::Value as Y;
+    let mut stack = vec![value];
+    while let Some(v) = stack.pop() {
+        match v {
+            Y::Mapping(m) => {
+                if m.contains_key("<<") {
+                    return true;
+                }
+                stack.extend(m.values());
+            }
+            Y::Sequence(items) => stack.extend(items),
+            Y::Tagged(t) => stack.push(&t.value),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// The first line (1-based) at which `text` nests deeper than `max`, by a scan that
+/// needs no parser: flow brackets (`[`, `{`) outside quotes and comments, block
+/// indentation levels, and the `- ` of compact nested sequences. It may under-count odd
+/// layouts (the parsed document is checked exactly afterwards); it never over-counts a
+/// roster, whose entries sit three levels deep.
+fn yaml_nesting_over(text: &str, max: usize) -> Option<usize> {
+    let mut flow = 0usize;
+    let mut indents: Vec<usize> = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let trimmed = line.trim_start_matches(' ');
+        let mut block = indents.len();
+        if flow == 0 && !trimmed.is_empty() && !trimmed.starts_with('#') {
+            let indent = line.len() - trimmed.len();
+            while indents.last().is_some_and(|&i| i > indent) {
+                indents.pop();
+            }
+            if indents.last() != Some(&indent) {
+                indents.push(indent);
+            }
+            let mut rest = trimmed;
+            let mut dashes = 0;
+            while let Some(r) = rest.strip_prefix("- ") {
+                dashes += 1;
+                rest = r.trim_start_matches(' ');
+            }
+            block = indents.len() + dashes;
+        }
+        let (mut single, mut double, mut escaped) = (false, false, false);
+        let mut previous = ' ';
+        for c in line.chars() {
+            if double {
+                match (escaped, c) {
+                    (true, _) => escaped = false,
+                    (false, '\\') => escaped = true,
+                    (false, '"') => double = false,
+                    _ => {}
+                }
+            } else if single {
+                single = c != '\'';
+            } else {
+                match c {
+                    '"' => double = true,
+                    '\'' => single = true,
+                    '#' if previous.is_whitespace() => break,
+                    '[' | '{' => flow += 1,
+                    ']' | '}' => flow = flow.saturating_sub(1),
+                    _ => {}
+                }
+            }
+            if block + flow > max {
+                return Some(n + 1);
+            }
+            previous = c;
+        }
+        if block + flow > max {
+            return Some(n + 1);
+        }
+    }
+    None
+}
+
+/// How deeply `value` nests (a scalar is 0, `[1]` is 1), without recursing.
+fn depth(value: &Json) -> usize {
+    let mut deepest = 0;
+    let mut stack = vec![(value, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        deepest = deepest.max(d);
+        match v {
+            Json::Array(items) => stack.extend(items.iter().map(|i| (i, d + 1))),
+            Json::Object(map) => stack.extend(map.values().map(|i| (i, d + 1))),
+            _ => {}
+        }
+    }
+    deepest
 }
 
 fn from_json(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
@@ -116,6 +245,9 @@ fn from_json(path: &Path, text: &str) -> Result<Vec<RosterEntry>, Error> {
 /// The shape both YAML and JSON rosters share: a list of entries, or one under `people`
 /// or `roster`; each entry a mapping whose `email` is a string, null or absent.
 fn from_document(path: &Path, doc: Json, format: Format) -> Result<Vec<RosterEntry>, Error> {
+    if depth(&doc) > MAX_DEPTH {
+        return Err(too_deep(path, String::new()));
+    }
     let kind = |v: &Json| json_kind(v, &format);
     let items = match doc {
         Json::Array(items) => items,
@@ -516,5 +648,62 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn yaml_merge_keys_are_honoured() {
+        let f = file(
+            "roster.yaml",
+            b"defaults: &alice\n  email: alice@example.com\nbase: &team\n  team: core\npeople:\n  - <<: *alice\n    name: Alice\n  - <<: [*team, {email: bob@example.com}]\n  - <<: *alice\n    email: carol@example.com\n",
+        );
+        let entries = read_roster_file(&f.path).unwrap();
+        assert_eq!(
+            emails(&entries),
+            vec![
+                Some("alice@example.com"),
+                Some("bob@example.com"),
+                // The row's own key wins over the merged one.
+                Some("carol@example.com"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_merge_key_that_cannot_be_applied_is_a_clear_error() {
+        let f = file("roster.yaml", b"people:\n  - <<: not-a-mapping\n");
+        let msg = error_of(&f);
+        assert!(
+            msg.contains("a merge key (`<<`) cannot be applied"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn nesting_deeper_than_64_is_refused_at_once() {
+        let started = std::time::Instant::now();
+        let flow = "[".repeat(100_000);
+        let f = file("deep.yaml", flow.as_bytes());
+        let msg = error_of(&f);
+        assert!(msg.contains("line 1"), "{msg}");
+        assert!(msg.contains("nests deeper than 64 levels"), "{msg}");
+        // Block nesting, one level per line.
+        let block: String = (0..70)
+            .map(|i| format!("{}k{i}:\n", " ".repeat(i)))
+            .collect();
+        let f = file("deep.yaml", block.as_bytes());
+        let msg = error_of(&f);
+        assert!(msg.contains("line 65"), "{msg}");
+        // JSON too (its parser stops at 128 on its own; 64 is the limit here).
+        let json = format!("{}{}", "[".repeat(70), "]".repeat(70));
+        let f = file("deep.json", json.as_bytes());
+        assert!(error_of(&f).contains("nests deeper than 64 levels"));
+        // At once: the 100k levels took the parser 40 s before.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5));
+        // A realistic roster is far from the limit.
+        let f = file(
+            "ok.yaml",
+            b"# the team\npeople:\n  - email: a@example.com # lead\n    tags: [x, {y: [z]}]\n  - {email: \"o'b@example.com\", note: 'it''s [fine'}\n",
+        );
+        assert_eq!(read_roster_file(&f.path).unwrap().len(), 2);
     }
 }

@@ -21,7 +21,9 @@ pub fn sanitize(s: &str) -> String {
     out
 }
 
-fn needs_escape(c: char) -> bool {
+/// Whether `c` is one a reader could be fooled by (controls, bidi, invisible format
+/// characters): the one list `sanitize` and the JSON outputs (`jsonout`) escape.
+pub fn needs_escape(c: char) -> bool {
     c.is_control()
         || matches!(
             c,

@@ -3,66 +3,23 @@
 //! can make a plan exactly as `plan` does without copying it.
 
 use std::path::Path;
-use std::time::Duration;
 
-use crate::cli::{Common, PlanArgs, PlanFormat};
-use crate::config::{Connection, Env};
+use crate::cli::{PlanArgs, PlanFormat};
+use crate::config::{Connection, Env, PlanConfig, PlanPolicy};
 use crate::error::{Error, Exit};
-use crate::model::{Protection, RosterSource};
+use crate::model::{ActionKind, Protection, RosterSource};
 use crate::output::Output;
 use crate::planfile::{Plan, PlanMeta};
 use crate::reconcile;
+use crate::regular_file;
 use crate::render;
 use crate::sanitize::sanitize;
 use crate::supabase::Client;
 
-use super::{client_for, now, read_state};
+use super::{client_for, now, read_state_shown};
 
-/// What a plan is made from, beyond the state it reads: the policy of one run.
-#[derive(Debug, Clone)]
-pub struct PlanRequest {
-    pub source: RosterSource,
-    pub protect: Vec<String>,
-    pub max_bans: Option<usize>,
-    pub allow_empty_roster: bool,
-    pub expires_in: Duration,
-}
-
-impl PlanRequest {
-    pub fn from_args(args: &PlanArgs) -> Result<PlanRequest, Error> {
-        Ok(PlanRequest {
-            source: roster_source(&args.roster_table, args.roster_file.as_deref())?,
-            protect: args.protect.clone(),
-            max_bans: args.max_bans,
-            allow_empty_roster: args.allow_empty_roster,
-            expires_in: args.expires_in,
-        })
-    }
-}
-
-/// The roster source the flags name (`--roster-table`, `--roster-file`, or the default
-/// table): `plan` and `explain` resolve it alike.
-pub fn roster_source(
-    table: &Option<(String, String)>,
-    file: Option<&Path>,
-) -> Result<RosterSource, Error> {
-    Ok(match (table, file) {
-        (Some((schema, table)), _) => RosterSource::Table {
-            schema: schema.clone(),
-            table: table.clone(),
-        },
-        (None, Some(path)) => {
-            let path = path.to_str().ok_or(Error::BadFlag {
-                flag: "--roster-file",
-                reason: "the path is not valid UTF-8".into(),
-            })?;
-            RosterSource::File(path.to_string())
-        }
-        (None, None) => RosterSource::default_table(),
-    })
-}
-
-/// The planner's policy from the `--protect` values: `plan` and `explain` build it alike.
+/// The planner's policy from resolved `--protect` values: `plan` and `explain` build it
+/// alike.
 pub fn policy_of(protect: &[String]) -> reconcile::Policy {
     let mut protection = Protection::default();
     for p in protect {
@@ -71,18 +28,23 @@ pub fn policy_of(protect: &[String]) -> reconcile::Policy {
     reconcile::Policy { protection }
 }
 
-pub async fn run(
-    args: &PlanArgs,
-    common: &Common,
-    env: &Env<'_>,
-    out: &Output,
-) -> Result<Exit, Error> {
-    let request = PlanRequest::from_args(args)?;
+pub async fn run(args: &PlanArgs, env: &Env<'_>, out: &Output) -> Result<Exit, Error> {
+    // The policy file is read and checked before anything else: nothing is read from the
+    // network until it is valid; nor until `--out` is known to be a place to write.
+    let config = PlanConfig::resolve(args, Path::new(""))?;
+    let to_stdout = args.out.as_os_str() == "-";
+    if !to_stdout {
+        check_out(&args.out, &config.policy.source)?;
+    }
     let conn = Connection::from_env(env)?;
-    let client = client_for(&conn, common)?;
-    let plan = make(&request, &conn, &client, out).await?;
-    plan.write_atomic(&args.out)?;
-    present(&plan, &args.out, args.format, out);
+    let client = client_for(&conn, &config.client)?;
+    let plan = make(&config.policy, &conn, &client, out).await?;
+    if to_stdout {
+        present_on_stdout(&plan, args.format, out);
+    } else {
+        plan.write_atomic(&args.out)?;
+        present(&plan, &args.out, args.format, out);
+    }
     Ok(if args.detailed_exitcode && plan.summary.has_changes() {
         Exit::Changes
     } else {
@@ -90,15 +52,34 @@ pub async fn run(
     })
 }
 
+/// `--out` replaces nothing but a regular file, and never the roster file it reads:
+/// checked before any request (`write_atomic` checks the path again as it writes).
+pub fn check_out(path: &Path, source: &RosterSource) -> Result<(), Error> {
+    let bad = |reason: String| Error::BadTarget {
+        flag: "--out",
+        path: path.to_path_buf(),
+        reason,
+    };
+    regular_file::check(path).map_err(bad)?;
+    if let RosterSource::File(roster) = source
+        && regular_file::same_file(path, Path::new(roster))
+    {
+        return Err(bad("is the roster file".into()));
+    }
+    Ok(())
+}
+
 /// Read the state and make the plan: reconcile, print the warnings, apply the guards
 /// (exit 4 before anything is written when one refuses).
 pub async fn make(
-    request: &PlanRequest,
+    request: &PlanPolicy,
     conn: &Connection,
     client: &Client,
     out: &Output,
 ) -> Result<Plan, Error> {
-    let (roster, users) = read_state(client, &request.source).await?;
+    let (roster, users) = read_state_shown(client, &request.source, out)
+        .await
+        .map_err(|e| conn.explain(e))?;
 
     let now = now();
     let rec = reconcile::reconcile(&roster, &users, now, &policy_of(&request.protect));
@@ -106,8 +87,8 @@ pub async fn make(
     // The plan needs only the reconciliation from here on; at 100k users the raw
     // listings are tens of MB, better freed before the plan file is written.
     drop((roster, users));
-    for w in &rec.warnings {
-        out.warn(&w.to_string());
+    for line in render::warning_lines(&rec.warnings) {
+        out.warn(&line);
     }
 
     if rec.observed.roster.is_empty() && !request.allow_empty_roster {
@@ -123,6 +104,12 @@ pub async fn make(
         return Err(Error::TooManyBans {
             bans: rec.summary.ban,
             max: max_bans,
+            emails: rec
+                .changes
+                .iter()
+                .filter(|c| c.action == ActionKind::Ban)
+                .map(|c| c.email.clone())
+                .collect(),
         });
     }
 
@@ -140,23 +127,34 @@ pub async fn make(
     ))
 }
 
-/// Show a plan just written to `path`, in the format asked for.
+/// `--out -`: the plan JSON is stdout's only content; the rendering asked for (the diff,
+/// or Markdown) goes to stderr (the diff not under `--quiet`), then where the plan went.
+fn present_on_stdout(plan: &Plan, format: PlanFormat, out: &Output) {
+    out.stdout(&plan.to_pretty_json());
+    match format {
+        PlanFormat::Text if out.quiet => return,
+        PlanFormat::Text => out.stderr(&render::plan_text(plan, out.stderr_style)),
+        PlanFormat::Markdown => out.stderr(&render::plan_markdown(plan)),
+        PlanFormat::Json => {}
+    }
+    out.stderr(&format!("Plan written to stdout ({}).\n", plan.digest));
+}
+
+/// Show a plan just written to `path`, in the format asked for. Under `--quiet` the
+/// text view is not printed; `--format json` and `markdown` are data and always are.
 pub fn present(plan: &Plan, path: &Path, format: PlanFormat, out: &Output) {
     let out_path = path.display().to_string();
     match format {
+        PlanFormat::Text if out.quiet => {}
         PlanFormat::Text => {
             out.stdout(&render::plan_text(plan, out.stdout_style));
-            out.stdout(&render::plan_footer(
-                &out_path,
-                &plan.digest,
-                out.stdout_style,
-            ));
+            out.stdout(&render::plan_footer(plan, &out_path, out.stdout_style));
         }
         PlanFormat::Json => out.stdout(&plan.to_pretty_json()),
         PlanFormat::Markdown => out.stdout(&render::plan_markdown(plan)),
     }
     if format != PlanFormat::Text {
-        out.stderr(&format!(
+        out.note(&format!(
             "Plan saved to {} ({}).\n",
             sanitize(&out_path),
             plan.digest

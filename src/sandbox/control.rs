@@ -123,6 +123,9 @@ fn faults_summary(f: &FaultState) -> Response {
             "lose_unbans": times(&f.lose_unbans),
             "max_rows": f.max_rows.map(|m| m.map_or(json!("none"), |n| json!(n))),
             "insert_during_page": f.insert_during_page.map(|(p, k)| json!({"page": p, "users": k})),
+            "claimed_total": f.claimed_total,
+            "endless_body": f.endless_body,
+            "end_ban_at_read": f.ban_ends_at_read.as_ref().map(|(e, skip)| json!({"email": e, "skip": skip})),
         }),
     )
 }
@@ -186,6 +189,20 @@ struct FaultsSpec {
     max_rows: Option<Value>,
     #[serde(default)]
     insert_during_page: Option<PageInsert>,
+    #[serde(default)]
+    claimed_total: Option<u64>,
+    #[serde(default)]
+    endless_body: Option<String>,
+    #[serde(default)]
+    end_ban_at_read: Option<BanEnd>,
+}
+
+/// `{"email": "bob@example.com", "skip": 1}`.
+#[derive(Debug, Deserialize)]
+struct BanEnd {
+    email: String,
+    #[serde(default)]
+    skip: u64,
 }
 
 /// Add the given knobs to the current ones (DELETE clears).
@@ -263,6 +280,15 @@ fn set_faults(shared: &Arc<Shared>, v: Value) -> Response {
         }
         if let Some(p) = spec.insert_during_page {
             f.insert_during_page = Some((p.page, p.users));
+        }
+        if spec.claimed_total.is_some() {
+            f.claimed_total = spec.claimed_total;
+        }
+        if spec.endless_body.is_some() {
+            f.endless_body = spec.endless_body;
+        }
+        if let Some(b) = spec.end_ban_at_read {
+            f.ban_ends_at_read = Some((b.email, b.skip));
         }
         Ok(())
     })();

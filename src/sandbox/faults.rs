@@ -200,6 +200,16 @@ pub struct FaultState {
     pub max_rows: Option<Option<usize>>,
     /// Insert `users` new users at the moment page `page` of a user listing is served.
     pub insert_during_page: Option<(u64, usize)>,
+    /// Claim this total in every listing's count (`X-Total-Count` of user listings, the
+    /// total of PostgREST's `Content-Range`), whatever the pages hold: a lying server.
+    pub claimed_total: Option<u64>,
+    /// Answer requests matching this route with 200 and a body that never ends.
+    pub endless_body: Option<String>,
+    /// At each user listing after the first `skip` ones, end this user's (by email, any
+    /// case) ban just before the read: at the later of 300 ms ago and 1 µs after the
+    /// start of the current second, where a clock cut to whole seconds still sees it in
+    /// force. `(email, skip)`.
+    pub ban_ends_at_read: Option<(String, u64)>,
 }
 
 impl FaultState {
@@ -350,6 +360,25 @@ impl Faults {
     /// Override PostgREST's max-rows (`None`: no cap at all).
     pub fn set_max_rows(&self, max_rows: Option<usize>) {
         self.with(|s| s.max_rows = Some(max_rows));
+    }
+
+    /// Claim `total` in every listing's count header (`X-Total-Count`, or the total of
+    /// `Content-Range`), whatever the pages hold.
+    pub fn claim_total(&self, total: u64) {
+        self.with(|s| s.claimed_total = Some(total));
+    }
+
+    /// Answer every request matching `route` with 200 and a body that never ends.
+    pub fn endless_body(&self, route: &str) {
+        let route = route.to_string();
+        self.with(|s| s.endless_body = Some(route));
+    }
+
+    /// At each user listing page served after the next `skip`, end the ban of the user
+    /// with `email` just before the read (see [`FaultState::ban_ends_at_read`]).
+    pub fn end_ban_at_read(&self, email: &str, skip: u64) {
+        let email = email.to_string();
+        self.with(|s| s.ban_ends_at_read = Some((email, skip)));
     }
 
     /// When page `page` of `GET /auth/v1/admin/users` is next served, first insert

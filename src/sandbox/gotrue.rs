@@ -398,6 +398,31 @@ fn list_users(ctx: &Ctx<'_>) -> Result<Response, ApiError> {
         let mut inner = ctx.shared.lock();
         inner.listings += 1;
         let salt = inner.listings;
+        let ban_ends = match &mut inner.faults.ban_ends_at_read {
+            Some((_, skip)) if *skip > 0 => {
+                *skip -= 1;
+                None
+            }
+            Some((email, _)) => Some(email.clone()),
+            None => None,
+        };
+        if let Some(email) = ban_ends {
+            let now = OffsetDateTime::now_utc();
+            // Just after the start of the second at the earliest: a clock cut to whole
+            // seconds sees the ban in force until the next second begins.
+            let second = now.replace_nanosecond(1_000).unwrap_or(now);
+            let ended = (now - time::Duration::milliseconds(300)).max(second);
+            let found: Vec<User> = inner
+                .state
+                .user_by_email_ci(&email)
+                .into_iter()
+                .cloned()
+                .collect();
+            for mut u in found {
+                u.banned_until = Some(truncate_micros(ended));
+                inner.state.update_user(u);
+            }
+        }
         if let Some((at_page, k)) = inner.faults.insert_during_page
             && at_page == pop_page
         {

@@ -321,12 +321,56 @@ async fn entry(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Respo
     if let Some(failure) = failure.as_ref().filter(|f| !f.after_commit) {
         return answer_failure(&mut flight, failure, &parts, abort).await;
     }
-    let response = route(&shared, &parts, body).await;
+    let (endless, claimed_total) = {
+        let inner = shared.lock();
+        let endless = inner.faults.endless_body.as_deref().is_some_and(|route| {
+            super::faults::route_matches(route, parts.method.as_str(), parts.uri.path())
+        });
+        (endless, inner.faults.claimed_total)
+    };
+    if endless {
+        flight.status = 200;
+        return endless_response();
+    }
+    let mut response = route(&shared, &parts, body).await;
     if let Some(failure) = failure.as_ref().filter(|f| f.after_commit) {
         return answer_failure(&mut flight, failure, &parts, abort).await;
     }
+    if let Some(total) = claimed_total {
+        claim_total(&mut response, total);
+    }
     flight.status = response.status().as_u16();
     response
+}
+
+/// 200, JSON, and a body of spaces that never ends (JSON allows any amount of leading
+/// whitespace, so only a bound on what is read stops a client).
+fn endless_response() -> Response {
+    let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+    let stream =
+        futures::stream::repeat_with(move || Ok::<_, std::convert::Infallible>(chunk.clone()));
+    let mut r = Response::new(Body::from_stream(stream));
+    r.headers_mut().insert(
+        "content-type",
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
+}
+
+/// Replace the count a listing reports (a lying server).
+fn claim_total(response: &mut Response, total: u64) {
+    let headers = response.headers_mut();
+    if headers.contains_key("x-total-count") {
+        headers.insert("x-total-count", HeaderValue::from(total));
+    }
+    let range = headers
+        .get("content-range")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once('/'))
+        .map(|(range, _)| format!("{range}/{total}"));
+    if let Some(v) = range.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        headers.insert("content-range", v);
+    }
 }
 
 /// A request body as read: complete, or over GoTrue's 1 MiB limit.

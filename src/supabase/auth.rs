@@ -3,6 +3,7 @@
 //! Parses the User JSON into `AuthUser`, strictly where reconciliation depends on it.
 
 use std::collections::HashSet;
+use std::sync::atomic::Ordering;
 
 use futures::{StreamExt, TryStreamExt};
 use reqwest::Method;
@@ -14,7 +15,7 @@ use super::failure::{Reading, classify};
 use super::skim::{self, UserFields};
 use super::{Client, RequestSpec, Retries};
 use crate::error::{ApiFailure, Error};
-use crate::model::{AuthUser, normalise_email};
+use crate::model::{AuthUser, is_uuid_shaped, normalise_email};
 
 /// Users per page. GoTrue has no maximum in offset mode; 1000 keeps each `COUNT` +
 /// `OFFSET` query well inside the server's 10 s request deadline.
@@ -22,6 +23,10 @@ const PER_PAGE: u64 = 1000;
 
 /// Scans of all users before a listing that does not add up is given up on.
 const MAX_SCANS: usize = 3;
+
+/// The most users (or roster rows) a listing may count: a larger total is absurd for
+/// an engineering roster and is refused rather than paged through.
+pub(crate) const MAX_TOTAL: u64 = 10_000_000;
 
 const WHAT: &str = "auth users";
 
@@ -71,6 +76,25 @@ impl Client {
                 detail: "the server sent no usable `X-Total-Count` header, so the listing cannot be checked for completeness".into(),
             });
         };
+        if total > MAX_TOTAL {
+            return Err(Error::IncompleteRead {
+                what: WHAT,
+                detail: format!(
+                    "the server counts {total} users, more than the {MAX_TOTAL} provision reads; a total like that is not believed"
+                ),
+            });
+        }
+        // A first page shorter than the total says it should be: the total is wrong, or
+        // users went away meanwhile. Either way the other pages cannot add up; scan again
+        // rather than ask for every page a lying total names.
+        let first_expected = total.min(PER_PAGE);
+        if (first.users.len() as u64) < first_expected {
+            return Ok(Scan::Inconsistent(format!(
+                "page 1 held {} users where {first_expected} were expected",
+                first.users.len()
+            )));
+        }
+        // Pages the total allows: no more are ever asked for.
         let pages = total.div_ceil(PER_PAGE).max(1);
         // Later pages concurrently; the limiter bounds what is really in flight, and
         // `buffered` keeps the number of pending futures (and pages in memory) bounded.
@@ -111,6 +135,7 @@ impl Client {
             ));
         }
         if problems.is_empty() {
+            self.inner.listed_total.store(total, Ordering::Relaxed);
             Ok(Scan::Complete(users))
         } else {
             Ok(Scan::Inconsistent(problems.join("; ")))
@@ -157,6 +182,7 @@ impl Client {
                 })
             })
             .collect::<Result<Vec<_>, _>>()?;
+        self.inner.progress.users_page(users.len(), total);
         Ok(UsersPage { users, total })
     }
 
@@ -165,12 +191,21 @@ impl Client {
     /// names, so it only narrows the search: equality is checked here, over all pages.
     /// The filter is sent lower-cased (as GoTrue stores emails since 2021), so a legacy
     /// user whose stored email has capitals is not found this way; `list_users` sees it.
+    ///
+    /// Bounded: at most as many pages as a full listing would read (by the last complete
+    /// listing's total, or the largest total believed when none was made), plus one; a
+    /// look-up still going after that fails rather than reading on.
     pub async fn find_users_by_email(&self, email: &str) -> Result<Vec<AuthUser>, ApiFailure> {
         let wanted = normalise_email(email);
         let mut found = Vec::new();
         let mut seen = HashSet::new();
         let mut listed: u64 = 0;
         let mut page = 1;
+        let known = match self.inner.listed_total.load(Ordering::Relaxed) {
+            0 => MAX_TOTAL,
+            n => n,
+        };
+        let max_pages = known.div_ceil(PER_PAGE).max(1) + 1;
         loop {
             let got = self.users_page(page, Some(&wanted)).await?;
             let n = got.users.len() as u64;
@@ -192,6 +227,16 @@ impl Client {
             };
             if done {
                 return Ok(found);
+            }
+            if page >= max_pages {
+                let url = self.endpoint(&["auth", "v1", "admin", "users"], &[]);
+                let spec = self.spec(Method::GET, url, vec![], None);
+                return Err(self.bad_response(
+                    &spec,
+                    format!(
+                        "looking up an email did not end within {max_pages} pages (a full listing needs fewer); the server's paging cannot be trusted"
+                    ),
+                ));
             }
             page += 1;
         }
@@ -218,6 +263,15 @@ impl Client {
         let url = self.endpoint(&["auth", "v1", "admin", "users", id], &[]);
         let body = json!({ "ban_duration": ban_duration });
         let spec = self.spec(Method::PUT, url, vec![], Some(body));
+        // `endpoint` percent-encodes the id as one segment, but `.` and `..` (or `%2e`)
+        // would still be read as dot-segments by every URL parser on the way: only a
+        // UUID-shaped id is ever sent (reconciliation makes any other a conflict).
+        if !is_uuid_shaped(id) {
+            return Err(self.bad_response(
+                &spec,
+                "refusing to send a request for a user id that is not a UUID",
+            ));
+        }
         let answer = self.send(&spec, Retries::Policy).await?;
         self.user_from_answer(&spec, &answer.body)
     }

@@ -34,11 +34,7 @@ impl Scrubber {
     }
 
     pub(crate) fn clean(&self, text: &str) -> String {
-        let text = if self.key.is_empty() {
-            text.to_string()
-        } else {
-            text.replace(&self.key, "[redacted]")
-        };
+        let text = self.redact(text);
         // Control characters become spaces, then runs of whitespace collapse to one.
         let spaced: String = text
             .chars()
@@ -54,6 +50,66 @@ impl Scrubber {
     }
 }
 
+impl Scrubber {
+    /// The key out of `text`, whole or in part: the key itself, its JWT signature segment
+    /// (the secret part of a JWT, when it has 8 characters or more), and any run of
+    /// [`MIN_KEY_RUN`] or more characters copied from the key (an echo cut short, or
+    /// the key minus a few characters). Each such stretch becomes `[redacted]`.
+    fn redact(&self, text: &str) -> String {
+        let key = self.key.as_bytes();
+        if key.is_empty() {
+            return text.to_string();
+        }
+        let mut text = text.replace(&self.key, "[redacted]");
+        if let Some(sig) = self
+            .key
+            .rsplit('.')
+            .next()
+            .filter(|s| s.len() >= 8 && *s != self.key)
+        {
+            text = text.replace(sig, "[redacted]");
+        }
+        // Runs are found byte-wise; on an ASCII key (every JWT and `sb_secret_` key) a
+        // matched run is ASCII too, so cutting at its ends keeps the text valid UTF-8.
+        if !self.key.is_ascii() || key.len() < MIN_KEY_RUN {
+            return text;
+        }
+        let windows: std::collections::HashSet<&[u8]> = key.windows(MIN_KEY_RUN).collect();
+        let bytes = text.as_bytes();
+        let mut covered = vec![false; bytes.len()];
+        for (i, w) in bytes.windows(MIN_KEY_RUN).enumerate() {
+            if windows.contains(w) {
+                covered[i..i + MIN_KEY_RUN]
+                    .iter_mut()
+                    .for_each(|c| *c = true);
+            }
+        }
+        if !covered.contains(&true) {
+            return text;
+        }
+        let mut out = String::with_capacity(text.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            if covered[i] {
+                while i < bytes.len() && covered[i] {
+                    i += 1;
+                }
+                out.push_str("[redacted]");
+            } else {
+                let start = i;
+                while i < bytes.len() && !covered[i] {
+                    i += 1;
+                }
+                out.push_str(&String::from_utf8_lossy(&bytes[start..i]));
+            }
+        }
+        out
+    }
+}
+
+/// The shortest run of the key's characters that counts as (part of) the key.
+const MIN_KEY_RUN: usize = 16;
+
 /// Build the failure for an answer with a non-2xx status.
 pub(crate) fn failure_from_response(
     request: &str,
@@ -68,12 +124,17 @@ pub(crate) fn failure_from_response(
         .map(|s| scrub.clean(s))
         .filter(|s| !s.is_empty());
     let (body_code, message) = parse_error_body(body, scrub);
+    let retry_after = headers
+        .get(reqwest::header::RETRY_AFTER)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| super::retry::parse_retry_after(v, std::time::SystemTime::now()));
     ApiFailure {
         request: request.to_string(),
         kind: FailureKind::Http,
         status: Some(status),
         code: body_code.or(header_code),
         message,
+        retry_after,
     }
 }
 
@@ -378,6 +439,36 @@ mod tests {
         assert!(f.message.contains("[redacted]"));
         let f = fail(502, &[], &format!("<p>echo: {KEY}</p>"));
         assert!(!f.message.contains(KEY));
+    }
+
+    #[test]
+    fn the_key_is_redacted_in_part_too() {
+        let key = "eyJhbGciOiJIUzI1NiJ9.eyJyb2xlIjoic2VydmljZV9yb2xlIn0.Zm9vYmFyYmF6cXV4c2lnbmF0dXJlMTIzNDU2";
+        let s = Scrubber::new(key);
+        let sig = key.rsplit('.').next().unwrap();
+        // The signature alone, the key minus a few characters, a 16-character run, and
+        // a run cut by a non-key character, beside text that must stay.
+        for (text, want) in [
+            (format!("sig={sig} ok"), "sig=[redacted] ok".to_string()),
+            (
+                format!("echo {} end", &key[..key.len() - 3]),
+                "echo [redacted] end".to_string(),
+            ),
+            (format!("x{}y", &key[30..46]), "x[redacted]y".to_string()),
+            (
+                format!("{} {}", &key[0..10], &key[10..26]),
+                format!("{} [redacted]", &key[0..10]),
+            ),
+            (
+                "josé: nothing here".to_string(),
+                "josé: nothing here".to_string(),
+            ),
+        ] {
+            assert_eq!(s.clean(&text), want, "{text}");
+        }
+        // A 15-character run is not enough to be the key.
+        let short = &key[30..45];
+        assert_eq!(s.clean(short), short);
     }
 
     #[test]

@@ -6,24 +6,28 @@
 mod auth;
 mod failure;
 mod limiter;
+mod progress;
 mod rest;
 mod retry;
 mod skim;
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
 
 use reqwest::header::{HeaderMap, HeaderName, HeaderValue};
 use reqwest::{Method, redirect};
 use serde_json::Value;
 use url::Url;
 
-use crate::config::SecretKey;
+use crate::config::{SecretKey, is_loopback};
 use crate::error::{ApiFailure, Error, FailureKind};
 
 use failure::Scrubber;
 use limiter::{Limiter, Outcome};
+pub use progress::{ReadCounts, ReadProgress};
 pub use retry::RetryPolicy;
+pub(crate) use retry::{delay_before_retry, is_retryable_status};
 
 /// Everything the client needs; the CLI builds it from flags and the environment.
 #[derive(Debug, Clone)]
@@ -70,6 +74,9 @@ struct Inner {
     limiter: Limiter,
     concurrency: usize,
     scrub: Scrubber,
+    /// The total of the last complete user listing (0 until one): bounds look-ups.
+    listed_total: AtomicU64,
+    progress: Arc<ReadProgress>,
 }
 
 impl std::fmt::Debug for Client {
@@ -118,11 +125,20 @@ struct Answer {
     body: Vec<u8>,
 }
 
+/// The most of one response body the client reads (the contract: 64 MiB). At 1000 users
+/// a page, a page is about 1 MiB; a longer answer is broken or hostile.
+const MAX_BODY: usize = 64 << 20;
+
+/// Why reading one answer stopped.
+enum Read {
+    Network(reqwest::Error),
+    TooLarge,
+}
+
 /// A failure of one try, with what the retry loop needs to know about it.
 struct TryFailure {
     failure: ApiFailure,
     retryable: bool,
-    retry_after: Option<Duration>,
 }
 
 impl Client {
@@ -138,7 +154,15 @@ impl Client {
 
         let headers = default_headers(&cfg.key)?;
         let timeout = cfg.timeout.max(Duration::from_millis(1));
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder();
+        // The proxy variables (`HTTPS_PROXY`, `HTTP_PROXY`, `ALL_PROXY`, `NO_PROXY`) are
+        // honoured for a remote target (reqwest reads them), but a loopback target never
+        // goes through a proxy: it would carry the key, in clear over plain http, to
+        // another host.
+        if base.host().is_some_and(|h| is_loopback(&h)) {
+            builder = builder.no_proxy();
+        }
+        let http = builder
             .user_agent(CLIENT_INFO)
             .default_headers(headers)
             .timeout(timeout)
@@ -158,8 +182,15 @@ impl Client {
                 limiter: Limiter::new(concurrency),
                 concurrency,
                 scrub: Scrubber::new(cfg.key.expose()),
+                listed_total: AtomicU64::new(0),
+                progress: Arc::default(),
             }),
         })
+    }
+
+    /// Pages and rows read so far, for a progress display.
+    pub fn read_progress(&self) -> Arc<ReadProgress> {
+        self.inner.progress.clone()
     }
 
     /// Peak number of requests this client (and its clones) had in flight at once.
@@ -224,7 +255,7 @@ impl Client {
             if !failed.retryable || tries >= max_tries {
                 return Err(failed.failure);
             }
-            let delay = retry::delay_before_retry(policy, tries - 1, failed.retry_after);
+            let delay = retry::delay_before_retry(policy, tries - 1, failed.failure.retry_after);
             tokio::time::sleep(delay).await;
         }
     }
@@ -242,11 +273,22 @@ impl Client {
             req = req.json(body);
         }
         let result = async {
-            let resp = req.send().await?;
+            let mut resp = req.send().await.map_err(Read::Network)?;
             let status = resp.status().as_u16();
             let headers = resp.headers().clone();
-            let body = resp.bytes().await?.to_vec();
-            Ok::<_, reqwest::Error>(Answer {
+            // Streamed and checked as it arrives: a body (or a `Content-Length`) past the
+            // cap is refused, never gathered into memory first.
+            if resp.content_length().is_some_and(|n| n > MAX_BODY as u64) {
+                return Err(Read::TooLarge);
+            }
+            let mut body = Vec::new();
+            while let Some(chunk) = resp.chunk().await.map_err(Read::Network)? {
+                if body.len() + chunk.len() > MAX_BODY {
+                    return Err(Read::TooLarge);
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(Answer {
                 status,
                 headers,
                 body,
@@ -262,13 +304,7 @@ impl Client {
 
         match result {
             Ok(answer) if (200..300).contains(&answer.status) => Ok(answer),
-            Ok(answer) => {
-                let retry_after = answer
-                    .headers
-                    .get(reqwest::header::RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| retry::parse_retry_after(v, SystemTime::now()));
-                Err(TryFailure {
+            Ok(answer) => Err(TryFailure {
                     failure: failure::failure_from_response(
                         &spec.describe,
                         answer.status,
@@ -276,11 +312,20 @@ impl Client {
                         &answer.body,
                         &self.inner.scrub,
                     ),
-                    retryable: retry::is_retryable_status(answer.status),
-                    retry_after,
-                })
-            }
-            Err(e) => Err(self.network_failure(&spec.describe, e)),
+                retryable: retry::is_retryable_status(answer.status),
+            }),
+            Err(Read::Network(e)) => Err(self.network_failure(&spec.describe, e)),
+            // The same request would get the same answer: not retried.
+            Err(Read::TooLarge) => Err(TryFailure {
+                failure: self.bad_response(
+                    spec,
+                    format!(
+                        "the answer is longer than {} MiB, the most provision reads of one answer; refusing to read more",
+                        MAX_BODY >> 20
+                    ),
+                ),
+                retryable: false,
+            }),
         }
     }
 
@@ -308,9 +353,9 @@ impl Client {
                 status: None,
                 code: None,
                 message: self.inner.scrub.clean(&message),
+                retry_after: None,
             },
             retryable,
-            retry_after: None,
         }
     }
 
@@ -322,6 +367,7 @@ impl Client {
             status: None,
             code: None,
             message: self.inner.scrub.clean(message.as_ref()),
+            retry_after: None,
         }
     }
 }
@@ -526,6 +572,57 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_email_look_up_reads_no_more_pages_than_a_full_listing() {
+        // The full listing holds 2 users (one page); the look-up then gets pages full of
+        // other users with a huge total, for as long as it keeps asking.
+        let listing = ok(
+            "X-Total-Count: 2\r\n",
+            r#"{"users":[{"id":"a","email":"a@example.com"},{"id":"b","email":"b@example.com"}]}"#,
+        );
+        let others: Vec<String> = (0..1000)
+            .map(|i| {
+                format!(
+                    r#"{{"id":"{i:08x}-0000-4000-8000-000000000000","email":"x{i}@example.com"}}"#
+                )
+            })
+            .collect();
+        let full = ok(
+            "X-Total-Count: 9000000\r\n",
+            &format!(r#"{{"users":[{}]}}"#, others.join(",")),
+        );
+        let base = canned(vec![listing, full.clone(), full.clone(), full]).await;
+        let c = client(&base, JWT);
+        assert_eq!(c.list_users().await.unwrap().len(), 2);
+        let f = c.find_users_by_email("ada@example.com").await.unwrap_err();
+        assert_eq!(f.kind, FailureKind::BadResponse);
+        assert!(
+            f.message.contains("did not end within 2 pages"),
+            "{}",
+            f.message
+        );
+    }
+
+    /// A restore answered with `answer`, which must fail.
+    async fn failed_restore(answer: String) -> ApiFailure {
+        let base = canned(vec![answer]).await;
+        client(&base, JWT)
+            .set_ban_duration("9f2e0000-0000-4000-8000-00000000000a", "none")
+            .await
+            .unwrap_err()
+    }
+
+    #[tokio::test]
+    async fn a_content_length_over_64_mib_is_refused_before_reading() {
+        let huge = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nConnection: close\r\nContent-Length: 2000000000\r\n\r\n{".to_string();
+        let f = failed_restore(huge).await;
+        assert_eq!(f.kind, FailureKind::BadResponse);
+        assert_eq!(
+            f.to_string(),
+            "PUT /auth/v1/admin/users/9f2e0000-0000-4000-8000-00000000000a: the answer is longer than 64 MiB, the most provision reads of one answer; refusing to read more"
+        );
+    }
+
+    #[tokio::test]
     async fn a_roster_page_without_an_exact_count_is_refused() {
         let base = canned(vec![ok(
             "Content-Range: 0-0/*\r\n",
@@ -553,13 +650,33 @@ mod tests {
 
     #[tokio::test]
     async fn an_unparsable_success_body_is_a_bad_response() {
-        let base = canned(vec![ok("", "<html>hello</html>")]).await;
-        let f = client(&base, JWT)
-            .set_ban_duration("id", "none")
-            .await
-            .unwrap_err();
+        let f = failed_restore(ok("", "<html>hello</html>")).await;
         assert_eq!(f.kind, FailureKind::BadResponse);
-        assert_eq!(f.request, "PUT /auth/v1/admin/users/id");
+        assert_eq!(
+            f.request,
+            "PUT /auth/v1/admin/users/9f2e0000-0000-4000-8000-00000000000a"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_user_id_that_is_not_a_uuid_is_never_sent() {
+        // Nothing listens here: a request would fail as a network error, not this way.
+        let c = client("http://127.0.0.1:9", JWT);
+        for id in [
+            ".\t.",
+            "..",
+            ".",
+            "a/b",
+            "",
+            "9f2e0000-0000-4000-8000-00000000000a/..",
+        ] {
+            let f = c.set_ban_duration(id, "876000h").await.unwrap_err();
+            assert_eq!(f.kind, FailureKind::BadResponse, "{id:?}");
+            assert!(f.message.contains("not a UUID"), "{id:?}: {f}");
+        }
+        // Every segment is percent-encoded as one segment.
+        let u = c.endpoint(&["auth", "v1", "admin", "users", "a/b?c#d %"], &[]);
+        assert_eq!(u.path(), "/auth/v1/admin/users/a%2Fb%3Fc%23d%20%25");
     }
 
     #[test]

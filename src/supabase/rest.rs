@@ -9,6 +9,7 @@ use reqwest::Method;
 use reqwest::header::{HeaderName, HeaderValue};
 use serde_json::Value;
 
+use super::auth::MAX_TOTAL;
 use super::failure::{Reading, classify};
 use super::skim;
 use super::{Client, RequestSpec, Retries};
@@ -115,10 +116,19 @@ impl Client {
         let reading = Reading::RosterTable { schema, table };
         let mut entries = Vec::new();
         let mut total: Option<u64> = None;
-        // Pages read ahead, by offset (see below).
+        // Pages read ahead, by offset, and the page size the first page showed (see below).
         let mut ahead: HashMap<u64, Page> = HashMap::new();
+        let mut step: Option<(u64, u64)> = None;
         loop {
             let offset = entries.len() as u64;
+            if let Some((step, page_total)) = step
+                && !ahead.contains_key(&offset)
+            {
+                ahead = self
+                    .read_ahead(table, profile, offset, step, page_total)
+                    .await
+                    .map_err(|f| classify(f, reading))?;
+            }
             let page = match ahead.remove(&offset) {
                 Some(page) => page,
                 None => self
@@ -142,6 +152,14 @@ impl Client {
                     ),
                 });
             };
+            if page_total > MAX_TOTAL {
+                return Err(Error::IncompleteRead {
+                    what: WHAT,
+                    detail: format!(
+                        "`{schema}.{table}`: the server counts {page_total} rows, more than the {MAX_TOTAL} provision reads; a total like that is not believed"
+                    ),
+                });
+            }
             match total {
                 None => total = Some(page_total),
                 Some(t) if t != page_total => {
@@ -182,30 +200,34 @@ impl Client {
                     "{received} rows arrived but the server counts {page_total}"
                 )));
             }
-            if offset == 0 {
+            if offset == 0 && n > 0 {
                 // The first page tells the count and how many rows the server gives per
-                // page (its max-rows cap, when lower than ours): read every other page
-                // at once, by offset. Each is checked above as it is used, exactly as if
-                // read in turn; should one come back short, the reading goes on in turn
-                // from where the rows stopped, and the pages read ahead past it go unused.
-                ahead = self
-                    .read_ahead(table, profile, n, page_total)
-                    .await
-                    .map_err(|f| classify(f, reading))?;
+                // page (its max-rows cap, when lower than ours): from here the pages are
+                // read a window at a time, concurrently, by offset. Each is checked above
+                // as it is used, exactly as if read in turn; should one come back short,
+                // the pages read ahead past it go unused and the next window starts where
+                // the rows stopped. A window, not every page the total names: a lying
+                // total costs one window per read, not thousands of requests.
+                step = Some((n, page_total));
             }
         }
     }
 
-    /// The pages at offsets `step, 2·step, …` below `total`, concurrently (the limiter
-    /// bounds what is really in flight).
+    /// The pages at offsets `from, from + step, …` below `total`, at most a window of them
+    /// (four per request slot), concurrently (the limiter bounds what is in flight).
     async fn read_ahead(
         &self,
         table: &str,
         profile: &HeaderValue,
+        from: u64,
         step: u64,
         total: u64,
     ) -> Result<HashMap<u64, Page>, ApiFailure> {
-        let offsets = (1..).map(|k| k * step).take_while(|&offset| offset < total);
+        let window = 4 * self.inner.concurrency.max(1);
+        let offsets = (0..)
+            .map(|k| from + k * step)
+            .take_while(|&offset| offset < total)
+            .take(window);
         futures::stream::iter(offsets)
             .map(|offset| async move {
                 self.roster_page(table, profile, offset)
@@ -257,6 +279,7 @@ impl Client {
             .and_then(parse_content_range)
             .ok_or_else(|| self.bad_response(&spec, "no usable `Content-Range` header"))?;
         let rows = self.rows_from_body(&spec, &answer.body)?;
+        self.inner.progress.roster_page(rows.len(), range.total);
         Ok(Page::Rows { rows, range })
     }
 

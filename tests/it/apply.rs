@@ -27,7 +27,7 @@ fn state(world: &World) -> BTreeMap<String, (String, bool)> {
 
 /// Start `provision` with every request slowed by `latency`, and return once the sandbox
 /// has seen `min_writes` writes (an observable event, not a guessed duration).
-fn apply_in_background(
+pub fn apply_in_background(
     world: &World,
     args: &[&str],
     latency: Duration,
@@ -42,7 +42,7 @@ fn apply_in_background(
         .spawn()
         .unwrap();
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while writes(world) < min_writes {
+    while world.writes() < min_writes {
         assert!(
             std::time::Instant::now() < deadline,
             "apply never started writing"
@@ -52,13 +52,13 @@ fn apply_in_background(
     child
 }
 
-fn writes(world: &World) -> usize {
-    world
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST" || r.method == "PUT" || r.method == "DELETE")
-        .count()
+/// Ctrl-C for a running `provision` (SIGINT, as a terminal sends it).
+pub fn interrupt(child: &std::process::Child) {
+    let status = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
 }
 
 #[test]
@@ -146,7 +146,7 @@ fn assert_drift_refused(change: impl FnOnce(&World), expect: &str) {
         .code(3)
         .stderr_has(expect)
         .stderr_has("Re-run `provision plan`");
-    assert_eq!(writes(&world), 0, "a refused apply makes zero writes");
+    assert_eq!(world.writes(), 0, "a refused apply makes zero writes");
 }
 
 #[test]
@@ -244,7 +244,7 @@ fn apply_refuses_a_tampered_plan() {
         .run(&["show", "plan.json"])
         .code(3)
         .stderr_has("digest");
-    assert_eq!(writes(&world), 0);
+    assert_eq!(world.writes(), 0);
 }
 
 #[test]
@@ -306,7 +306,7 @@ fn apply_refuses_a_digest_other_than_the_expected_one() {
         .run(&["apply", "plan.json", "--yes", "--expect-digest", &wrong])
         .code(3)
         .stderr_has("expected");
-    assert_eq!(writes(&world), 0);
+    assert_eq!(world.writes(), 0);
     let right = world.read_plan("plan.json")["digest"]
         .as_str()
         .unwrap()
@@ -324,7 +324,7 @@ fn apply_without_a_terminal_needs_yes() {
         .run(&["apply", "plan.json"])
         .code(3)
         .stderr_has("--yes");
-    assert_eq!(writes(&world), 0);
+    assert_eq!(world.writes(), 0);
 }
 
 #[test]
@@ -376,7 +376,9 @@ fn failed_writes_exit_5_and_the_same_plan_resumes() {
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
-    assert_eq!(lines.len(), 10, "5 changes logged by each run");
+    // First run: 5 started + 5 outcomes; second: 4 started + 5 outcomes (the ban is
+    // already in effect, so no write and no started record for it).
+    assert_eq!(lines.len(), 19, "every change logged by each run");
     for line in &lines {
         for field in [
             "time",
@@ -427,12 +429,7 @@ fn a_create_answered_after_the_timeout_makes_exactly_one_user() {
         .run(&["apply", "plan.json", "--yes", "--timeout", "1"])
         .code(0)
         .stdout_has("created: 4");
-    let posts = world
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .count();
+    let posts = world.requests_with_method("POST");
     assert_eq!(posts, 4, "no create was re-sent");
     let state = state(&world);
     assert_eq!(state.len(), 27);
@@ -468,9 +465,13 @@ fn a_ban_accepted_but_not_stored_fails_the_apply() {
     assert_eq!(ban["outcome"], "failed");
     assert_eq!(ban["error_code"], "not_in_effect");
     let log = std::fs::read_to_string(world.path("a.log")).unwrap();
-    let logged: serde_json::Value =
-        serde_json::from_str(log.lines().find(|l| l.contains("\"ban\"")).unwrap()).unwrap();
-    assert_eq!(logged["outcome"], "failed");
+    let logged: Vec<String> = log
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .filter(|l| l["action"] == "ban")
+        .map(|l| l["outcome"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(logged, ["started", "failed"]);
 }
 
 #[test]
@@ -492,12 +493,7 @@ fn writes_ride_out_429_bursts_with_and_without_retry_after() {
         .code(0)
         .stdout_has("decommissioned: 1")
         .stdout_has("created: 4");
-    let posts = world
-        .sandbox
-        .requests()
-        .iter()
-        .filter(|r| r.method == "POST")
-        .count();
+    let posts = world.requests_with_method("POST");
     assert_eq!(posts, 5, "one create re-sent after its look-up");
 }
 
@@ -583,11 +579,7 @@ fn ctrl_c_mid_apply_exits_130_and_a_rerun_completes() {
         Duration::from_millis(150),
         2,
     );
-    let status = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    interrupt(&child);
     let out = child.wait_with_output().unwrap();
     let run = world.finish(out);
     run.code(130).stderr_has("interrupted");
@@ -643,7 +635,7 @@ fn apply_on_a_terminal_refuses_any_answer_but_yes() {
     let (code, screen) = apply_on_a_terminal(&world, "y");
     assert_eq!(code, 3, "{screen}");
     assert!(screen.contains("not confirmed"), "{screen}");
-    assert_eq!(writes(&world), 0);
+    assert_eq!(world.writes(), 0);
 }
 
 #[test]
@@ -661,8 +653,12 @@ fn ctrl_c_at_the_prompt_exits_130_and_writes_nothing() {
         WaitStatus::Exited(_, code) => assert_eq!(code, 130, "{screen}"),
         other => panic!("apply did not exit normally: {other:?}"),
     }
-    assert!(screen.contains("interrupted"), "{screen}");
-    assert_eq!(writes(&world), 0);
+    assert!(
+        screen.contains("error: not confirmed (interrupted at the prompt); nothing was changed"),
+        "{screen}"
+    );
+    assert!(!screen.contains("resume"), "nothing was sent: {screen}");
+    assert_eq!(world.writes(), 0);
 }
 
 #[test]

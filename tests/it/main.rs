@@ -7,15 +7,21 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod apply;
+mod approve;
 mod bench;
 // The benchmark's driver, shared with `examples/bench` (examples cannot be imported).
 #[path = "../../examples/bench/driver.rs"]
 mod bench_driver;
 mod cli;
 mod client;
+mod errors;
 mod explain;
 mod harness;
+mod one_step;
 mod plan;
+mod policy_file;
+mod progress;
 mod quickstart;
 mod sandbox;
 mod support;
+mod trust;

@@ -1513,6 +1513,12 @@ async fn the_readme_fault_example_is_accepted_and_typos_are_not() {
         .unwrap();
     assert_eq!(knobs["failures"].as_array().unwrap().len(), 4);
     assert_eq!(knobs["lose_unbans"], "always");
+    assert_eq!(knobs["claimed_total"], 5000);
+    assert_eq!(knobs["endless_body"], "GET /auth/v1/admin/users");
+    assert_eq!(
+        knobs["end_ban_at_read"],
+        json!({"email": "bob@example.com", "skip": 1})
+    );
     let typo = json!({"failures": [{"route": "GET /x", "statuss": 500}]}).to_string();
     assert_eq!(post(typo).await.unwrap().status().as_u16(), 400);
     let typo = json!({"latency": 5}).to_string();

@@ -53,7 +53,19 @@ impl World {
 
     /// The binary with a clean environment pointed at this world's sandbox.
     pub fn std_command(&self, args: &[&str]) -> std::process::Command {
-        let mut cmd = std::process::Command::new(assert_cmd::cargo::cargo_bin!("provision"));
+        self.program(assert_cmd::cargo::cargo_bin!("provision"), args)
+    }
+
+    /// `sh -c script` in this world's environment, `$PROVISION` naming the binary (for
+    /// what only a shell sets up: resource limits, ignored signals).
+    pub fn shell(&self, script: &str) -> Run {
+        let mut cmd = self.program(Path::new("sh"), &["-c", script]);
+        cmd.env("PROVISION", assert_cmd::cargo::cargo_bin!("provision"));
+        self.finish(cmd.output().expect("run sh"))
+    }
+
+    fn program(&self, program: &Path, args: &[&str]) -> std::process::Command {
+        let mut cmd = std::process::Command::new(program);
         cmd.env_clear()
             .env("PATH", std::env::var_os("PATH").unwrap_or_default())
             .env("MAP_SUPABASE_URL", self.sandbox.url())
@@ -118,11 +130,40 @@ impl World {
         let text = std::fs::read_to_string(self.path(name)).expect("plan file");
         serde_json::from_str(&text).expect("plan JSON")
     }
+
+    /// Write an edited plan with a fresh digest, as someone who knows the format would.
+    pub fn write_redigested(&self, name: &str, plan: serde_json::Value) {
+        let text = serde_json::to_string_pretty(&redigest(plan)).unwrap();
+        std::fs::write(self.path(name), text).unwrap();
+    }
+
+    /// Requests with this method the sandbox has seen.
+    pub fn requests_with_method(&self, method: &str) -> usize {
+        self.sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.method == method)
+            .count()
+    }
+
+    /// Requests that write (POST, PUT, PATCH, DELETE) the sandbox has seen.
+    pub fn writes(&self) -> usize {
+        self.sandbox
+            .requests()
+            .iter()
+            .filter(|r| r.is_write())
+            .count()
+    }
 }
 
 /// The key, and the parts of it that would betray it if printed (a JWT's signature).
 fn key_needles(key: &str) -> Vec<String> {
+    // The key cut short at either end betrays it too.
     let mut v = vec![key.to_string()];
+    if key.len() > 24 {
+        v.push(key[..key.len() - 4].to_string());
+        v.push(key[4..].to_string());
+    }
     if let Some(sig) = key
         .rsplit('.')
         .next()
@@ -133,6 +174,23 @@ fn key_needles(key: &str) -> Vec<String> {
     v
 }
 
+/// The plan's digest recomputed over its canonical form (serde_json's `Value` keeps
+/// members sorted by key, and its compact text is the canonical form).
+pub fn redigest(mut plan: serde_json::Value) -> serde_json::Value {
+    use sha2::Digest;
+    let obj = plan.as_object_mut().unwrap();
+    obj.remove("digest");
+    let canonical = serde_json::to_string(&plan).unwrap();
+    let hex: String = sha2::Sha256::digest(canonical.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    plan.as_object_mut()
+        .unwrap()
+        .insert("digest".into(), format!("sha256:{hex}").into());
+    plan
+}
+
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     if let Ok(entries) = std::fs::read_dir(dir) {
@@ -140,7 +198,8 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
             let p = e.path();
             if p.is_dir() {
                 out.extend(walk(&p));
-            } else {
+            } else if p.is_file() {
+                // Only regular files: reading a FIFO a test made would block.
                 out.push(p);
             }
         }
