@@ -120,16 +120,16 @@ impl<'a> Index<'a> {
 
     /// The indexed emails that look like `email`, each once, in index order.
     pub fn matches(&self, email: &str) -> Vec<&'a str> {
-        let mut found: HashSet<u32> = HashSet::new();
+        let mut found: Vec<u32> = Vec::new();
         variants(email, |key| {
             let mut entry = self.heads.get(&key).copied().unwrap_or(u32::MAX);
             while let Some(&(i, previous)) = self.chain.get(entry as usize) {
-                found.insert(i);
+                found.push(i);
                 entry = previous;
             }
         });
-        let mut found: Vec<u32> = found.into_iter().collect();
         found.sort_unstable();
+        found.dedup();
         found
             .into_iter()
             .filter_map(|i| self.emails.get(i as usize).copied())
@@ -215,47 +215,93 @@ pub fn check(look_alikes: &[LookAlike], changes: &[Change]) -> Result<(), String
 /// another email: for (a) and (b) the domain with the local part less up to two
 /// characters, or with its tag and dots removed; for (c) the local part with the domain
 /// less up to one character. A deletion inside a run of one character is made once.
+/// Each variant's hash costs O(1) (polynomial prefix hashes), not a pass over it.
 fn variants(email: &str, mut each: impl FnMut(u64)) {
     let Some((local, domain)) = split(email) else {
         return;
     };
-    let l = local.as_bytes();
-    let d = domain.as_bytes();
+    let l = Prefix::new(local.as_bytes());
+    let d = Prefix::new(domain.as_bytes());
+    let (lb, db) = (local.as_bytes(), domain.as_bytes());
     let first_of_run = |s: &[u8], i: usize| i == 0 || s[i] != s[i - 1];
     // (a): same domain, local part less 0, 1 or 2 characters.
-    each(hash(1, d, l, &[]));
-    for i in (0..l.len()).filter(|&i| first_of_run(l, i)) {
-        each(hash(1, d, l, &[i]));
-        for j in (i + 1..l.len()).filter(|&j| j == i + 1 || first_of_run(l, j)) {
-            each(hash(1, d, l, &[i, j]));
+    let domain_key = d.range(0, db.len());
+    each(key(1, domain_key, l.without(&[])));
+    for i in (0..lb.len()).filter(|&i| first_of_run(lb, i)) {
+        each(key(1, domain_key, l.without(&[i])));
+        for j in (i + 1..lb.len()).filter(|&j| j == i + 1 || first_of_run(lb, j)) {
+            each(key(1, domain_key, l.without(&[i, j])));
         }
     }
     // (b): same domain, stripped local part.
-    each(hash(2, d, stripped(local).as_bytes(), &[]));
+    let base = stripped(local);
+    let s = Prefix::new(base.as_bytes());
+    each(key(2, domain_key, s.without(&[])));
     // (c): same local part, domain less 0 or 1 character.
-    each(hash(3, l, d, &[]));
-    for i in (0..d.len()).filter(|&i| first_of_run(d, i)) {
-        each(hash(3, l, d, &[i]));
+    let local_key = l.range(0, lb.len());
+    each(key(3, local_key, d.without(&[])));
+    for i in (0..db.len()).filter(|&i| first_of_run(db, i)) {
+        each(key(3, local_key, d.without(&[i])));
     }
 }
 
-/// FNV-1a over a tag, the fixed part and the varied part less the positions in `skip`.
-fn hash(tag: u8, fixed: &[u8], varied: &[u8], skip: &[usize]) -> u64 {
-    const PRIME: u64 = 0x0000_0100_0000_01b3;
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut add = |b: u8| {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(PRIME);
-    };
-    add(tag);
-    fixed.iter().for_each(|b| add(*b));
-    add(0xff);
-    for (i, b) in varied.iter().enumerate() {
-        if !skip.contains(&i) {
-            add(*b);
+/// Polynomial hashes of every prefix of a short string (at most 255 bytes), and the
+/// powers of the base, so that the hash of the string less one or two positions is
+/// three look-ups and a few multiplications.
+struct Prefix {
+    hashes: Vec<u64>,
+    powers: Vec<u64>,
+}
+
+const BASE: u64 = 0x9e37_79b9_7f4a_7c15;
+
+impl Prefix {
+    fn new(bytes: &[u8]) -> Prefix {
+        let mut hashes = Vec::with_capacity(bytes.len() + 1);
+        let mut powers = Vec::with_capacity(bytes.len() + 1);
+        let (mut h, mut p) = (0u64, 1u64);
+        hashes.push(h);
+        powers.push(p);
+        for b in bytes {
+            h = h.wrapping_mul(BASE).wrapping_add(u64::from(*b) + 1);
+            p = p.wrapping_mul(BASE);
+            hashes.push(h);
+            powers.push(p);
         }
+        Prefix { hashes, powers }
     }
-    h
+
+    /// (hash, length) of `bytes[from..to]`.
+    fn range(&self, from: usize, to: usize) -> (u64, usize) {
+        let h = self.hashes[to].wrapping_sub(self.hashes[from].wrapping_mul(self.powers[to - from]));
+        (h, to - from)
+    }
+
+    /// (hash, length) of the whole string less the (ascending) positions `skip`.
+    fn without(&self, skip: &[usize]) -> (u64, usize) {
+        let end = self.hashes.len() - 1;
+        let (mut h, mut len, mut from) = (0u64, 0usize, 0usize);
+        for &at in skip.iter().chain(std::iter::once(&end)) {
+            let (part, n) = self.range(from, at);
+            h = h.wrapping_mul(self.powers[n]).wrapping_add(part);
+            len += n;
+            from = at + 1;
+        }
+        (h, len)
+    }
+}
+
+/// One index key from a rule's tag, the part that must be equal and the varied part.
+fn key(tag: u64, fixed: (u64, usize), varied: (u64, usize)) -> u64 {
+    let mut z = varied.0
+        ^ fixed.0.rotate_left(23)
+        ^ (tag << 60)
+        ^ ((varied.1 as u64) << 40)
+        ^ ((fixed.1 as u64) << 48);
+    // splitmix64's finaliser: the map uses these bits as they are.
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
 }
 
 /// The keys are hashes already.
