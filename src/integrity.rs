@@ -264,7 +264,7 @@ pub fn check(plan: &Plan) -> Result<(), Violation> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ObservedUser;
+    use crate::model::{Conflict, ObservedUser};
     use crate::planfile::tests::{plan_for, sample_plan};
     use crate::reconcile::tests::{policy_strategy, roster_strategy, uid, users_strategy};
     use crate::reconcile::{reconcile, tests::now};
@@ -464,6 +464,55 @@ mod tests {
             prop_assume!(mutated != plan);
             prop_assert!(check(&mutated).is_err(), "accepted {:?}", m);
         }
+    }
+
+    #[test]
+    fn observed_lists_with_a_repeat_are_refused() {
+        let mut plan = sample_plan();
+        let ann = plan.observed.roster[0].clone();
+        plan.observed.roster.insert(0, ann);
+        assert_eq!(rule_of(&plan), Rule::ObservedNotSorted);
+
+        let mut plan = sample_plan();
+        let ann = plan.observed.users[0].clone();
+        plan.observed.users.insert(0, ann);
+        assert_eq!(rule_of(&plan), Rule::ObservedNotSorted);
+    }
+
+    #[test]
+    fn a_change_naming_a_listed_conflict_by_email_or_by_id_alone_is_refused() {
+        let carol = sample_plan().observed.users[2].clone();
+        assert_eq!(carol.email, "carol@example.com");
+        for conflict in [
+            Conflict {
+                email: carol.email.clone(),
+                reason: "listed by hand".into(),
+                user_ids: vec![],
+            },
+            Conflict {
+                email: "someone@example.com".into(),
+                reason: "listed by hand".into(),
+                user_ids: vec![carol.id.clone()],
+            },
+        ] {
+            let mut plan = sample_plan();
+            plan.conflicts.push(conflict);
+            plan.summary.conflicts += 1;
+            assert_eq!(rule_of(&plan), Rule::TouchesConflict);
+        }
+    }
+
+    #[test]
+    fn a_ban_of_one_of_two_users_sharing_an_email_is_refused_even_unlisted() {
+        // A hand edit dropped the conflict entry two users sharing carol's email make.
+        let mut plan = sample_plan();
+        let carol = plan.observed.users[2].clone();
+        plan.observed.users.push(ObservedUser {
+            id: uid("carol-twin"),
+            ..carol
+        });
+        plan.observed.users.sort();
+        assert_eq!(rule_of(&plan), Rule::TouchesConflict);
     }
 
     #[test]
