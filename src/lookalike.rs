@@ -273,7 +273,8 @@ impl Prefix {
 
     /// (hash, length) of `bytes[from..to]`.
     fn range(&self, from: usize, to: usize) -> (u64, usize) {
-        let h = self.hashes[to].wrapping_sub(self.hashes[from].wrapping_mul(self.powers[to - from]));
+        let h =
+            self.hashes[to].wrapping_sub(self.hashes[from].wrapping_mul(self.powers[to - from]));
         (h, to - from)
     }
 
