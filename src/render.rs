@@ -574,7 +574,8 @@ pub fn explanation_json(e: &Explanation) -> String {
         "reason": explanation_reason(&e.why),
         "look_alikes": e.look_alikes,
     });
-    let mut text = serde_json::to_string_pretty(&value).unwrap_or_default();
+    // Controls and bidi/zero-width characters as `\u` escapes, as every JSON output.
+    let mut text = crate::jsonout::to_string_pretty(&value);
     text.push('\n');
     text
 }
