@@ -37,7 +37,8 @@ fn quickstart() -> Result<(), String> {
         "Start a local Supabase sandbox with a team that changed since the last run: \
          27 roster rows (26 people: one row repeats another with other capitals and spaces), \
          22 paired users, 1 banned engineer who is back, 2 leavers, 1 operator account, \
-         1 phone-only user.",
+         1 phone-only user, and Fay's old account faye@example.com, which the roster \
+         misspells as fay@example.com.",
     );
     let sandbox = Sandbox::from_fixture(&fixture)?;
     println!("    export MAP_SUPABASE_URL={}", sandbox.url());
@@ -68,6 +69,14 @@ fn quickstart() -> Result<(), String> {
         provision(&env, &["show", &plan, "--format", "markdown"]),
         Exit::Success,
         "show",
+    )?;
+    println!();
+    println!("    The plan warned that it creates fay@example.com while banning faye@example.com.");
+    println!("    Ask why, from the plan alone (offline):");
+    expect(
+        provision(&env, &["explain", "faye@example.com", &plan]),
+        Exit::Success,
+        "explain",
     )?;
 
     step(

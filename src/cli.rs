@@ -150,6 +150,22 @@ pub enum Command {
         "  64  usage error"))]
     Plan(PlanArgs),
 
+    /// Say what happens to one email and why: its roster entries, its auth users, the
+    /// outcome and the rule behind it, and look-alikes on the other side
+    ///
+    /// With PLAN: offline, from the plan alone (its digest is checked first). Without: a
+    /// live, read-only look with the same reads and policy flags as `plan`. Writes
+    /// nothing anywhere.
+    #[command(after_help = concat!(
+        "Environment (without PLAN):\n",
+        "  MAP_SUPABASE_URL, MAP_SUPABASE_SERVICE_ROLE_KEY (required); provision.toml as for plan\n\n",
+        "Exit codes:\n",
+        "  0   explained, whatever the outcome (also: found nowhere)\n",
+        "  1   error (configuration, network, server, unreadable plan)\n",
+        "  3   the plan is refused (digest, format)\n",
+        "  64  usage error"))]
+    Explain(ExplainArgs),
+
     /// Execute a reviewed plan file (refusing if the state drifted), or plan and apply in one step
     ///
     /// With PLAN: re-reads the roster and every auth user, refuses (changing nothing) when
@@ -284,6 +300,40 @@ pub struct PlanArgs {
 
     #[command(flatten)]
     pub global: GlobalArgs,
+}
+
+#[derive(Debug, Args)]
+#[command(group(
+    clap::ArgGroup::new("explain_policy_flags")
+        .args(["roster_table", "roster_file", "protect", "max_bans", "allow_empty_roster"])
+        .multiple(true)
+        .conflicts_with("plan")
+))]
+pub struct ExplainArgs {
+    /// The email to explain (case and surrounding spaces do not matter)
+    #[arg(value_name = "EMAIL")]
+    pub email: String,
+
+    /// Explain from this plan file, offline, instead of reading the live state
+    #[arg(value_name = "PLAN")]
+    pub plan: Option<PathBuf>,
+
+    /// The policy `plan` would use (live only; a plan carries its own)
+    #[command(flatten)]
+    pub policy: PolicyArgs,
+
+    /// Output format on stdout
+    #[arg(long, value_enum, default_value_t = ExplainFormat::Text)]
+    pub format: ExplainFormat,
+
+    #[command(flatten)]
+    pub global: GlobalArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ExplainFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Args)]
@@ -424,7 +474,9 @@ impl Cli {
         // Completions and man pages print no colour: `--color` is accepted and ignored.
         let mut ignored = ColorArg::default();
         let (global, config, color) = match &mut cli.command {
-            Command::Plan(PlanArgs { global, .. }) | Command::Apply(ApplyArgs { global, .. }) => {
+            Command::Plan(PlanArgs { global, .. })
+            | Command::Apply(ApplyArgs { global, .. })
+            | Command::Explain(ExplainArgs { global, .. }) => {
                 let GlobalArgs {
                     client,
                     config,
@@ -488,6 +540,7 @@ impl Command {
             Command::Plan(_) => "plan",
             Command::Apply(_) => "apply",
             Command::Show(_) => "show",
+            Command::Explain(_) => "explain",
             Command::Approve(_) => "approve",
             Command::Completions { .. } => "completions",
             Command::Man { .. } => "man",
@@ -525,6 +578,7 @@ impl Command {
             Command::Plan(a) => a.global.color.choice(),
             Command::Apply(a) => a.global.color.choice(),
             Command::Show(a) => a.color.choice(),
+            Command::Explain(a) => a.global.color.choice(),
             Command::Approve(a) => a.color.choice(),
             Command::Completions { .. } | Command::Man { .. } => ColorChoice::Auto,
         }

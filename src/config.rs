@@ -46,7 +46,7 @@ use url::{Host, Url};
 
 use crate::approval::ApprovalPolicy;
 use crate::cli::{
-    ApplyArgs, ApprovalArgs, ClientArgs, ColorChoice, PlanArgs, PolicyArgs, ShowArgs,
+    ApplyArgs, ApprovalArgs, ClientArgs, ColorChoice, ExplainArgs, PlanArgs, PolicyArgs, ShowArgs,
 };
 use crate::error::{Error, FailureKind};
 use crate::model::RosterSource;
@@ -120,6 +120,24 @@ impl PlanConfig {
             policy: plan_policy(&args.policy, args.expires_in, file.as_ref())?,
             client: client_settings(&args.global.client, file.as_ref()),
             approvals: file.and_then(|f| f.approvals),
+        })
+    }
+}
+
+/// `provision explain`, resolved: without a PLAN, the policy and client `plan` would use
+/// (flags over the policy file, read the same way).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExplainConfig {
+    pub policy: PlanPolicy,
+    pub client: ClientSettings,
+}
+
+impl ExplainConfig {
+    pub fn resolve(args: &ExplainArgs, dir: &Path) -> Result<ExplainConfig, Error> {
+        let file = policyfile::load(args.global.config.config.as_deref(), dir)?;
+        Ok(ExplainConfig {
+            policy: plan_policy(&args.policy, None, file.as_ref())?,
+            client: client_settings(&args.global.client, file.as_ref()),
         })
     }
 }

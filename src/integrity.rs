@@ -6,6 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 
+use crate::lookalike;
 use crate::model::{ActionKind, Change, Email, is_uuid_shaped};
 use crate::planfile::Plan;
 use crate::sanitize::sanitize;
@@ -51,6 +52,8 @@ pub enum Rule {
     TouchesConflict,
     /// The same email or user in two changes.
     Repeated,
+    /// `look_alikes` does not follow from the changes (`lookalike::check` says how).
+    LookAlikes(String),
     /// `summary.<member>` does not agree with the changes (or, for `unchanged`, with
     /// `observed`; for `conflicts`, with `conflicts`).
     Summary {
@@ -94,6 +97,7 @@ impl fmt::Display for Violation {
             Rule::BanOnRoster => f.write_str("the email is on `observed.roster`"),
             Rule::TouchesConflict => f.write_str("the plan lists this user or email as a conflict"),
             Rule::Repeated => f.write_str("an earlier change already names this email or user"),
+            Rule::LookAlikes(why) => f.write_str(why),
             Rule::Summary {
                 member,
                 recorded,
@@ -250,6 +254,10 @@ pub fn check(plan: &Plan) -> Result<(), Violation> {
             });
         }
     }
+    // Each pair a planned create and a planned ban that truly look alike, sorted, once.
+    if let Err(why) = lookalike::check(&plan.look_alikes, &plan.changes) {
+        return whole(Rule::LookAlikes(why));
+    }
     Ok(())
 }
 
@@ -264,6 +272,26 @@ mod tests {
 
     fn rule_of(plan: &Plan) -> Rule {
         check(plan).expect_err("refused").rule
+    }
+
+    #[test]
+    fn look_alikes_that_do_not_follow_from_the_changes_are_refused() {
+        use crate::lookalike::LookAlike;
+        let rows = crate::reconcile::tests::rows(&["jon@example.com"]);
+        let users = vec![crate::planfile::tests::user(
+            "0b1e6c4a-0000-4000-8000-000000000002",
+            "john@example.com",
+            false,
+        )];
+        let mut plan = plan_for(&reconcile(&rows, &users, now(), &Default::default()));
+        assert_eq!(plan.look_alikes.len(), 1);
+        assert_eq!(check(&plan), Ok(()));
+        plan.look_alikes.push(LookAlike {
+            create: "jon@example.com".into(),
+            ban: "johnny@example.com".into(),
+        });
+        let err = check(&plan).unwrap_err();
+        assert_eq!(err.to_string(), "`look_alikes[1].ban` is not a planned ban");
     }
 
     #[test]

@@ -4,13 +4,16 @@
 
 pub mod apply;
 pub mod approval;
+pub mod canonical;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod drift;
 pub mod error;
+pub mod explanation;
 pub mod integrity;
 pub mod jsonout;
+pub mod lookalike;
 pub mod model;
 pub mod output;
 pub mod planfile;
@@ -71,6 +74,7 @@ where
         Command::Plan(ref args) => with_runtime(|| commands::plan::run(args, env, &out)),
         Command::Apply(ref args) => with_runtime(|| commands::apply::run(args, env, &out)),
         Command::Show(ref args) => commands::show::run(args, &out),
+        Command::Explain(ref args) => commands::explain::run(args, env, &out),
         Command::Approve(ref args) => commands::approve::run(args, env, &out),
         Command::Completions { shell } => commands::docs::completions(shell, &out),
         Command::Man { ref command } => commands::docs::man(command.as_deref(), &out),

@@ -1,7 +1,10 @@
 //! Domain types shared by every room: normalised emails, auth users, roster entries and
-//! the three kinds of change. Pure data; no I/O, no clock reads, no wire formats.
+//! the three kinds of change. Pure data; no I/O, no clock reads. The serde derives give
+//! the plan file's members their shape; `planfile` owns the format around them.
 
 use std::fmt;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use time::OffsetDateTime;
 
@@ -95,6 +98,22 @@ impl Email {
     /// The part after the `@`.
     pub fn domain(&self) -> &str {
         self.0.split_once('@').map(|(_, d)| d).unwrap_or("")
+    }
+}
+
+impl Serialize for Email {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+/// Only an already normalised valid email reads back as an `Email`: a stored one that
+/// is not was not written by this program.
+impl<'de> Deserialize<'de> for Email {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        parsed_member(deserializer, "not a normalised valid email", |raw| {
+            Email::parse(raw).ok().filter(|email| email.0 == raw)
+        })
     }
 }
 
@@ -212,6 +231,18 @@ impl ActionKind {
     }
 }
 
+impl Serialize for ActionKind {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for ActionKind {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        parsed_member(deserializer, "`action` is unknown", ActionKind::parse)
+    }
+}
+
 impl fmt::Display for ActionKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
@@ -220,33 +251,49 @@ impl fmt::Display for ActionKind {
 
 /// One planned change. `user_id` is `None` exactly for creates. `email` is normalised
 /// (for a ban it is the auth user's email, which need not pass roster validation).
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct Change {
     pub action: ActionKind,
     pub email: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub user_id: Option<String>,
 }
 
 /// Something reconciliation refused to guess at. `email` is the roster value as given
 /// for invalid rows, or the normalised email for duplicate auth users.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Conflict {
     pub email: String,
     pub reason: String,
+    /// Omitted in the plan when no auth user is involved (an invalid roster row).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub user_ids: Vec<String>,
 }
 
-/// One auth user as fingerprinted: what drift compares. Sorted by email then id.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// One auth user as fingerprinted: what drift compares. Sorted by email then id; the
+/// members stand in the plan file's order (`id`, `email`, `banned`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ObservedUser {
+    pub id: String,
     /// Normalised (trimmed, lower-cased); not necessarily a valid roster email.
     pub email: String,
-    pub id: String,
     pub banned: bool,
 }
 
+impl Ord for ObservedUser {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (&self.email, &self.id, self.banned).cmp(&(&other.email, &other.id, other.banned))
+    }
+}
+
+impl PartialOrd for ObservedUser {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 /// Exactly what the plan's fingerprints cover (the plan's `observed` member).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observed {
     /// Distinct valid normalised roster emails, sorted.
     pub roster: Vec<Email>,
@@ -255,7 +302,7 @@ pub struct Observed {
 }
 
 /// The plan's `summary` member.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Summary {
     pub create: usize,
     pub restore: usize,
@@ -308,6 +355,22 @@ impl RosterSource {
     }
 }
 
+impl Serialize for RosterSource {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for RosterSource {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        parsed_member(
+            deserializer,
+            "`roster.source` is neither `table:SCHEMA.TABLE` nor `file:PATH`",
+            RosterSource::parse,
+        )
+    }
+}
+
 impl fmt::Display for RosterSource {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -315,6 +378,22 @@ impl fmt::Display for RosterSource {
             RosterSource::File(path) => write!(f, "file:{path}"),
         }
     }
+}
+
+/// A string member of the plan file read through `parse`; when that fails, serde's error
+/// says `what` and the value (escaped).
+fn parsed_member<'de, D: Deserializer<'de>, T>(
+    deserializer: D,
+    what: &str,
+    parse: impl FnOnce(&str) -> Option<T>,
+) -> Result<T, D::Error> {
+    let raw = String::deserialize(deserializer)?;
+    parse(&raw).ok_or_else(|| {
+        serde::de::Error::custom(format_args!(
+            "{what}: `{}`",
+            crate::sanitize::sanitize(&raw)
+        ))
+    })
 }
 
 /// Accounts that are never banned: exact emails or whole domains (`@example.com`,
@@ -336,9 +415,20 @@ impl Protection {
 
     /// `email` must already be normalised.
     pub fn covers(&self, email: &str) -> bool {
-        let domain = email.rsplit_once('@').map(|(_, d)| d);
-        self.emails.iter().any(|e| e == email)
-            || domain.is_some_and(|domain| self.domains.iter().any(|d| d == domain))
+        self.rule_for(email).is_some()
+    }
+
+    /// The rule that covers `email` (normalised), as `--protect` takes it: the email
+    /// itself, or `@domain`.
+    pub fn rule_for(&self, email: &str) -> Option<String> {
+        if self.emails.iter().any(|e| e == email) {
+            return Some(email.to_string());
+        }
+        let domain = email.rsplit_once('@').map(|(_, d)| d)?;
+        self.domains
+            .iter()
+            .any(|d| d == domain)
+            .then(|| format!("@{domain}"))
     }
 
     pub fn is_empty(&self) -> bool {

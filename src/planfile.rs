@@ -1,8 +1,8 @@
-//! The only owner of the plan file's JSON (format_version 1): the domain `Plan`, its
-//! fingerprints and canonical digest, parsing with every refusal the contract names, and
-//! the atomic write. The serde structs stay private; nothing else here decides anything.
+//! The only owner of the plan file's JSON (format_version 1): the domain `Plan`, which is
+//! also its serde shape (members in the contract's order), its fingerprints and canonical
+//! digest (`canonical` writes any value in byte order of keys), parsing with every refusal
+//! the contract names, and the atomic write. Nothing here decides anything.
 
-use std::borrow::Cow;
 use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -14,8 +14,10 @@ use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 
+use crate::canonical;
 use crate::error::Error;
 use crate::jsonout;
+use crate::lookalike::LookAlike;
 use crate::model::{
     ActionKind, Change, Conflict, Email, Observed, ObservedUser, RosterSource, Summary,
 };
@@ -29,28 +31,62 @@ pub const FORMAT_VERSION: i64 = 1;
 /// The `generator.name` every plan carries.
 pub const GENERATOR_NAME: &str = "provision";
 
-/// A plan as the rest of the program sees it. Built by [`Plan::new`] (which computes the
-/// fingerprints and the digest) or by [`Plan::parse`] (which verifies them); change no
-/// field afterwards, or the recorded digest no longer describes the plan.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A plan as the rest of the program sees it, and as the file holds it: the members stand
+/// in the contract's order, and a new member is one field here (serde writes it, the
+/// digest covers it). Built by [`Plan::new`] (which computes the fingerprints and the
+/// digest) or by [`Plan::parse`] (which verifies them); change no field afterwards, or the
+/// recorded digest no longer describes the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Plan {
-    pub generator_version: String,
+    /// Always [`FORMAT_VERSION`] (`parse` refuses any other before reading the rest).
+    pub format_version: i64,
+    pub generator: Generator,
     /// UTC, whole seconds.
+    #[serde(with = "utc_seconds")]
     pub created_at: OffsetDateTime,
     /// UTC, whole seconds.
+    #[serde(with = "utc_seconds")]
     pub expires_at: OffsetDateTime,
-    /// The project URL the plan was made for.
+    /// The project URL the plan was made for (the file's `target.url`).
+    #[serde(with = "url_member")]
     pub target: String,
-    pub roster_source: RosterSource,
-    pub roster_count: usize,
-    pub roster_digest: String,
-    pub auth_users_count: usize,
-    pub auth_users_digest: String,
+    pub roster: RosterFingerprint,
+    pub auth_users: AuthUsersFingerprint,
     pub summary: Summary,
     pub changes: Vec<Change>,
     pub conflicts: Vec<Conflict>,
+    /// Creates that look like bans in this plan (sorted). Added within format 1: left
+    /// out when empty, so plans without any read and hash as before.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub look_alikes: Vec<LookAlike>,
     pub observed: Observed,
     /// `sha256:` + hex over the canonical form of the whole file without `digest`.
+    pub digest: String,
+}
+
+/// The program that wrote the plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Generator {
+    pub name: String,
+    pub version: String,
+}
+
+/// The plan's `roster` member: where the roster was read and what it held.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RosterFingerprint {
+    pub source: RosterSource,
+    /// Distinct valid normalised emails (`observed.roster`'s length).
+    pub count: usize,
+    /// [`roster_digest`] of `observed.roster`.
+    pub digest: String,
+}
+
+/// The plan's `auth_users` member.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthUsersFingerprint {
+    /// Users with an email, not soft-deleted (`observed.users`'s length).
+    pub count: usize,
+    /// [`auth_users_digest`] of `observed.users`.
     pub digest: String,
 }
 
@@ -75,18 +111,27 @@ impl Plan {
     /// them (at 100k users, tens of MB).
     pub fn from_reconciliation(rec: Reconciliation, meta: PlanMeta) -> Plan {
         let mut plan = Plan {
-            generator_version: meta.generator_version,
+            format_version: FORMAT_VERSION,
+            generator: Generator {
+                name: GENERATOR_NAME.to_string(),
+                version: meta.generator_version,
+            },
             created_at: whole_seconds_utc(meta.created_at),
             expires_at: whole_seconds_utc(meta.expires_at),
             target: meta.target,
-            roster_source: meta.roster_source,
-            roster_count: rec.observed.roster.len(),
-            roster_digest: roster_digest(&rec.observed.roster),
-            auth_users_count: rec.observed.users.len(),
-            auth_users_digest: auth_users_digest(&rec.observed.users),
+            roster: RosterFingerprint {
+                source: meta.roster_source,
+                count: rec.observed.roster.len(),
+                digest: roster_digest(&rec.observed.roster),
+            },
+            auth_users: AuthUsersFingerprint {
+                count: rec.observed.users.len(),
+                digest: auth_users_digest(&rec.observed.users),
+            },
             summary: rec.summary,
             changes: rec.changes,
             conflicts: rec.conflicts,
+            look_alikes: rec.look_alikes,
             observed: rec.observed,
             digest: String::new(),
         };
@@ -98,7 +143,7 @@ impl Plan {
     /// controls and bidi/zero-width characters as `\u` escapes (`jsonout`; the digest
     /// covers the decoded values, so it is the same either way), ending with a newline.
     pub fn to_pretty_json(&self) -> String {
-        let mut text = jsonout::to_string_pretty(&self.to_file());
+        let mut text = jsonout::to_string_pretty(self);
         text.push('\n');
         text
     }
@@ -153,16 +198,16 @@ impl Plan {
 
         // The digest matches, so this is the file as written; now read it into domain
         // types. Parsing the text again (not the Value) keeps serde's line and column.
-        let file: PlanFile<'static> =
+        let plan: Plan =
             serde_json::from_str(text).map_err(|e| not_a_plan(format!("unexpected shape: {e}")))?;
-        let plan = Plan::from_file(file, recorded).map_err(not_a_plan)?;
+        plan.check_changes().map_err(not_a_plan)?;
 
         // The fingerprints are derived from `observed`: a mismatch means the writer was not
         // this program, whatever the digest says.
         for (recorded, computed) in [
-            (&plan.roster_digest, roster_digest(&plan.observed.roster)),
+            (&plan.roster.digest, roster_digest(&plan.observed.roster)),
             (
-                &plan.auth_users_digest,
+                &plan.auth_users.digest,
                 auth_users_digest(&plan.observed.users),
             ),
         ] {
@@ -173,8 +218,8 @@ impl Plan {
                 });
             }
         }
-        if plan.roster_count != plan.observed.roster.len()
-            || plan.auth_users_count != plan.observed.users.len()
+        if plan.roster.count != plan.observed.roster.len()
+            || plan.auth_users.count != plan.observed.users.len()
         {
             return Err(Error::NotAPlan {
                 path: path.to_path_buf(),
@@ -245,187 +290,35 @@ impl Plan {
         Ok(())
     }
 
-    /// The digest of the file this plan writes, streamed from borrowed data: the same
-    /// bytes `digest_of` would hash for the parsed file (a test holds the two together),
-    /// without building a `Value` per user.
+    /// The digest of the file this plan writes, streamed from the plan itself: the same
+    /// bytes `digest_of` hashes for the parsed file (a property test holds the two
+    /// together), without building a `Value` per user.
     fn compute_digest(&self) -> String {
-        let file = self.to_file();
         let mut hasher = HashWriter(Sha256::new());
-        let mut out = io::BufWriter::with_capacity(64 * 1024, &mut hasher);
-        let written = serde_json::to_writer(&mut out, &CanonicalPlan::of(&file))
-            .map_err(io::Error::from)
-            .and_then(|()| out.flush());
-        drop(out);
-        if let Err(e) = written {
-            // Hashing into memory cannot fail.
+        if let Err(e) = canonical::write(self, Some("digest"), &mut hasher) {
+            // Hashing plain structs of strings and integers into memory cannot fail.
             unreachable!("hashing a plan failed: {e}");
         }
         hasher.finish()
     }
 
-    /// The wire structs, borrowing from the plan (no string is copied).
-    fn to_file(&self) -> PlanFile<'_> {
-        PlanFile {
-            format_version: FORMAT_VERSION,
-            generator: GeneratorJson {
-                name: Cow::Borrowed(GENERATOR_NAME),
-                version: Cow::Borrowed(&self.generator_version),
-            },
-            created_at: Cow::Owned(format_time(self.created_at)),
-            expires_at: Cow::Owned(format_time(self.expires_at)),
-            target: TargetJson {
-                url: Cow::Borrowed(&self.target),
-            },
-            roster: RosterJson {
-                source: Cow::Owned(self.roster_source.to_string()),
-                count: self.roster_count,
-                digest: Cow::Borrowed(&self.roster_digest),
-            },
-            auth_users: AuthUsersJson {
-                count: self.auth_users_count,
-                digest: Cow::Borrowed(&self.auth_users_digest),
-            },
-            summary: SummaryJson {
-                create: self.summary.create,
-                restore: self.summary.restore,
-                ban: self.summary.ban,
-                unchanged: self.summary.unchanged,
-                protected: self.summary.protected,
-                ignored: self.summary.ignored,
-                conflicts: self.summary.conflicts,
-            },
-            changes: self
-                .changes
-                .iter()
-                .map(|c| ChangeJson {
-                    action: Cow::Borrowed(c.action.as_str()),
-                    email: Cow::Borrowed(&c.email),
-                    user_id: c.user_id.as_deref().map(Cow::Borrowed),
-                })
-                .collect(),
-            conflicts: self
-                .conflicts
-                .iter()
-                .map(|c| ConflictJson {
-                    email: Cow::Borrowed(&c.email),
-                    reason: Cow::Borrowed(&c.reason),
-                    user_ids: c
-                        .user_ids
-                        .iter()
-                        .map(|id| Cow::Borrowed(id.as_str()))
-                        .collect(),
-                })
-                .collect(),
-            observed: ObservedJson {
-                roster: self
-                    .observed
-                    .roster
-                    .iter()
-                    .map(|e| Cow::Borrowed(e.as_str()))
-                    .collect(),
-                users: self
-                    .observed
-                    .users
-                    .iter()
-                    .map(|u| ObservedUserJson {
-                        id: Cow::Borrowed(&u.id),
-                        email: Cow::Borrowed(&u.email),
-                        banned: u.banned,
-                    })
-                    .collect(),
-            },
-            digest: Cow::Borrowed(&self.digest),
-        }
-    }
-
-    /// Domain checks serde cannot make. The error is the reason for `NotAPlan`.
-    fn from_file(file: PlanFile<'static>, digest: String) -> Result<Plan, String> {
-        let changes = file
-            .changes
-            .into_iter()
-            .enumerate()
-            .map(|(i, c)| {
-                let action = ActionKind::parse(&c.action).ok_or_else(|| {
-                    format!(
-                        "`changes[{i}].action` is unknown: `{}`",
-                        sanitize(&c.action)
-                    )
-                })?;
-                match (action, &c.user_id) {
-                    (ActionKind::Create, Some(_)) => {
-                        return Err(format!("`changes[{i}]` is a create with a `user_id`"));
-                    }
-                    (ActionKind::Restore | ActionKind::Ban, None) => {
-                        return Err(format!("`changes[{i}]` is a {action} without a `user_id`"));
-                    }
-                    _ => {}
+    /// Rules about changes serde cannot state. The error is the reason for `NotAPlan`.
+    fn check_changes(&self) -> Result<(), String> {
+        for (i, c) in self.changes.iter().enumerate() {
+            match (c.action, &c.user_id) {
+                (ActionKind::Create, Some(_)) => {
+                    return Err(format!("`changes[{i}]` is a create with a `user_id`"));
                 }
-                Ok(Change {
-                    action,
-                    email: c.email.into_owned(),
-                    user_id: c.user_id.map(Cow::into_owned),
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        let roster = file
-            .observed
-            .roster
-            .into_iter()
-            .map(|raw| match Email::parse(&raw) {
-                Ok(email) if email.as_str() == raw => Ok(email),
-                _ => Err(format!(
-                    "`observed.roster` holds `{}`, not a normalised valid email",
-                    sanitize(&raw)
-                )),
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        let users = file
-            .observed
-            .users
-            .into_iter()
-            .map(|u| ObservedUser {
-                email: u.email.into_owned(),
-                id: u.id.into_owned(),
-                banned: u.banned,
-            })
-            .collect();
-        Ok(Plan {
-            generator_version: file.generator.version.into_owned(),
-            created_at: parse_time(&file.created_at, "created_at")?,
-            expires_at: parse_time(&file.expires_at, "expires_at")?,
-            target: file.target.url.into_owned(),
-            roster_source: RosterSource::parse(&file.roster.source).ok_or_else(|| {
-                format!(
-                    "`roster.source` is neither `table:SCHEMA.TABLE` nor `file:PATH`: `{}`",
-                    sanitize(&file.roster.source)
-                )
-            })?,
-            roster_count: file.roster.count,
-            roster_digest: file.roster.digest.into_owned(),
-            auth_users_count: file.auth_users.count,
-            auth_users_digest: file.auth_users.digest.into_owned(),
-            summary: Summary {
-                create: file.summary.create,
-                restore: file.summary.restore,
-                ban: file.summary.ban,
-                unchanged: file.summary.unchanged,
-                protected: file.summary.protected,
-                ignored: file.summary.ignored,
-                conflicts: file.summary.conflicts,
-            },
-            changes,
-            conflicts: file
-                .conflicts
-                .into_iter()
-                .map(|c| Conflict {
-                    email: c.email.into_owned(),
-                    reason: c.reason.into_owned(),
-                    user_ids: c.user_ids.into_iter().map(Cow::into_owned).collect(),
-                })
-                .collect(),
-            observed: Observed { roster, users },
-            digest,
-        })
+                (ActionKind::Restore | ActionKind::Ban, None) => {
+                    return Err(format!(
+                        "`changes[{i}]` is a {} without a `user_id`",
+                        c.action
+                    ));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
     }
 }
 
@@ -433,11 +326,7 @@ impl Plan {
 /// distinct valid normalised roster emails in sorted order, e.g. the bytes
 /// `["ann@example.com","bob@example.com"]`.
 pub fn roster_digest(emails: &[Email]) -> String {
-    let mut hasher = HashWriter(Sha256::new());
-    write_list(&mut hasher, emails, |out, e| {
-        write_json_string(out, e.as_str())
-    });
-    hasher.finish()
+    hash_canonical(emails)
 }
 
 /// The auth-user fingerprint: `sha256:` + hex SHA-256 of the canonical JSON array of the
@@ -446,92 +335,36 @@ pub fn roster_digest(emails: &[Email]) -> String {
 /// `[{"banned":false,"email":"ann@example.com","id":"3f0c…"}]`
 /// (email normalised; `banned` as of the moment of reading).
 pub fn auth_users_digest(users: &[ObservedUser]) -> String {
-    let mut hasher = HashWriter(Sha256::new());
-    write_list(&mut hasher, users, |out, u| {
-        out.extend_from_slice(br#"{"banned":"#);
-        out.extend_from_slice(if u.banned { b"true" } else { b"false" });
-        out.extend_from_slice(br#","email":"#);
-        write_json_string(out, &u.email);
-        out.extend_from_slice(br#","id":"#);
-        write_json_string(out, &u.id);
-        out.push(b'}');
-    });
-    hasher.finish()
-}
-
-/// Write `[item,item,…]` in chunks: a million users never sit in one buffer.
-fn write_list<T>(hasher: &mut HashWriter, items: &[T], mut item: impl FnMut(&mut Vec<u8>, &T)) {
-    let mut buf = Vec::with_capacity(64 * 1024);
-    buf.push(b'[');
-    for (i, t) in items.iter().enumerate() {
-        if i > 0 {
-            buf.push(b',');
-        }
-        item(&mut buf, t);
-        if buf.len() >= 60 * 1024 {
-            hasher.0.update(&buf);
-            buf.clear();
-        }
-    }
-    buf.push(b']');
-    hasher.0.update(&buf);
+    hash_canonical(users)
 }
 
 /// The plan digest over a JSON value: `sha256:` + hex of its canonical form. Canonical:
 /// object members sorted by key (byte order), no whitespace outside strings, strings (keys
 /// included) escaped as serde_json escapes them, numbers as serde_json prints them
-/// (integers, in every plan this program writes), UTF-8. Members are sorted here rather
-/// than trusting `serde_json::Map`, whose order depends on the `preserve_order` feature.
+/// (integers, in every plan this program writes), UTF-8. `canonical` sorts the members
+/// itself rather than trusting `serde_json::Map`, whose order depends on the
+/// `preserve_order` feature.
 pub(crate) fn digest_of(value: &Value) -> String {
+    hash_canonical(value)
+}
+
+/// `sha256:` + hex of the canonical form, streamed into the hash in chunks: a million
+/// users never sit in one buffer.
+fn hash_canonical<T: Serialize + ?Sized>(value: &T) -> String {
     let mut hasher = HashWriter(Sha256::new());
-    let mut buf = Vec::with_capacity(64 * 1024);
-    write_canonical(&mut buf, &mut hasher, value);
-    hasher.0.update(&buf);
+    if let Err(e) = canonical::write(value, None, &mut hasher) {
+        // Strings, integers, lists and string-keyed objects always have a canonical form,
+        // and hashing into memory cannot fail.
+        unreachable!("hashing a canonical form failed: {e}");
+    }
     hasher.finish()
 }
 
+/// Append the canonical form of `value` to `buf`, handing full chunks to the hash.
+#[cfg(test)]
 fn write_canonical(buf: &mut Vec<u8>, hasher: &mut HashWriter, value: &Value) {
-    if buf.len() >= 60 * 1024 {
-        hasher.0.update(&buf);
-        buf.clear();
-    }
-    match value {
-        Value::Null => buf.extend_from_slice(b"null"),
-        Value::Bool(b) => buf.extend_from_slice(if *b { b"true" } else { b"false" }),
-        Value::Number(n) => buf.extend_from_slice(n.to_string().as_bytes()),
-        Value::String(s) => write_json_string(buf, s),
-        Value::Array(items) => {
-            buf.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    buf.push(b',');
-                }
-                write_canonical(buf, hasher, item);
-            }
-            buf.push(b']');
-        }
-        Value::Object(members) => {
-            let mut members: Vec<(&String, &Value)> = members.iter().collect();
-            members.sort_unstable_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
-            buf.push(b'{');
-            for (i, (key, item)) in members.into_iter().enumerate() {
-                if i > 0 {
-                    buf.push(b',');
-                }
-                write_json_string(buf, key);
-                buf.push(b':');
-                write_canonical(buf, hasher, item);
-            }
-            buf.push(b'}');
-        }
-    }
-}
-
-/// A JSON string literal exactly as serde_json writes it.
-fn write_json_string(out: &mut Vec<u8>, s: &str) {
-    if let Err(e) = serde_json::to_writer(&mut *out, s) {
-        // Writing a &str into a Vec cannot fail.
-        unreachable!("serialising a string failed: {e}");
+    if let Err(e) = canonical::write_into(buf, hasher, value, None) {
+        unreachable!("a JSON value always has a canonical form: {e}");
     }
 }
 
@@ -582,15 +415,43 @@ pub(crate) fn format_time(t: OffsetDateTime) -> String {
     )
 }
 
-fn parse_time(s: &str, member: &str) -> Result<OffsetDateTime, String> {
+fn parse_time(s: &str) -> Result<OffsetDateTime, String> {
     OffsetDateTime::parse(s, &Rfc3339)
         .map(whole_seconds_utc)
-        .map_err(|e| {
-            format!(
-                "`{member}` is not an RFC 3339 time (`{}`): {e}",
-                sanitize(s)
-            )
-        })
+        .map_err(|e| format!("`{}` is not an RFC 3339 time: {e}", sanitize(s)))
+}
+
+/// `created_at` and `expires_at`: RFC 3339, whole seconds, `Z`.
+mod utc_seconds {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use time::OffsetDateTime;
+
+    pub fn serialize<S: Serializer>(t: &OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&super::format_time(*t))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<OffsetDateTime, D::Error> {
+        let raw = String::deserialize(d)?;
+        super::parse_time(&raw).map_err(serde::de::Error::custom)
+    }
+}
+
+/// `target`: the URL as `{"url": "…"}`, leaving room for more about the target.
+mod url_member {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    struct Target<T> {
+        url: T,
+    }
+
+    pub fn serialize<S: Serializer>(url: &str, s: S) -> Result<S::Ok, S::Error> {
+        Target { url }.serialize(s)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+        Target::<String>::deserialize(d).map(|t| t.url)
+    }
 }
 
 /// Create the temporary file next to the target, owner-only from the first byte.
@@ -611,189 +472,6 @@ fn create_temp(dir: &Path, name: &str) -> io::Result<(PathBuf, fs::File)> {
         }
     }
     Err(last_error.unwrap_or_else(|| io::Error::other("no free temporary file name")))
-}
-
-// ---- the wire format: private, in the contract's member order ----
-//
-// Strings are `Cow`: borrowed from a `Plan` when writing, owned when reading.
-
-#[derive(Serialize, Deserialize)]
-struct PlanFile<'a> {
-    format_version: i64,
-    generator: GeneratorJson<'a>,
-    created_at: Cow<'a, str>,
-    expires_at: Cow<'a, str>,
-    target: TargetJson<'a>,
-    roster: RosterJson<'a>,
-    auth_users: AuthUsersJson<'a>,
-    summary: SummaryJson,
-    changes: Vec<ChangeJson<'a>>,
-    conflicts: Vec<ConflictJson<'a>>,
-    observed: ObservedJson<'a>,
-    digest: Cow<'a, str>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct GeneratorJson<'a> {
-    name: Cow<'a, str>,
-    version: Cow<'a, str>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct TargetJson<'a> {
-    url: Cow<'a, str>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct RosterJson<'a> {
-    source: Cow<'a, str>,
-    count: usize,
-    digest: Cow<'a, str>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct AuthUsersJson<'a> {
-    count: usize,
-    digest: Cow<'a, str>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct SummaryJson {
-    create: usize,
-    restore: usize,
-    ban: usize,
-    unchanged: usize,
-    protected: usize,
-    ignored: usize,
-    conflicts: usize,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ChangeJson<'a> {
-    action: Cow<'a, str>,
-    email: Cow<'a, str>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    user_id: Option<Cow<'a, str>>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ConflictJson<'a> {
-    email: Cow<'a, str>,
-    reason: Cow<'a, str>,
-    /// Omitted when no auth user is involved (an invalid roster row nobody holds).
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    user_ids: Vec<Cow<'a, str>>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ObservedJson<'a> {
-    roster: Vec<Cow<'a, str>>,
-    users: Vec<ObservedUserJson<'a>>,
-}
-
-#[derive(Serialize, Deserialize)]
-struct ObservedUserJson<'a> {
-    id: Cow<'a, str>,
-    email: Cow<'a, str>,
-    banned: bool,
-}
-
-// ---- the same file in canonical member order (byte order of keys), for the digest ----
-//
-// Serialised compactly by serde_json, this is exactly the canonical form `digest_of`
-// builds from the parsed `Value` (minus `digest`). Structs whose members are already in
-// byte order (generator, target, auth_users, a change, a conflict) are reused as they are.
-
-#[derive(Serialize)]
-struct CanonicalPlan<'a> {
-    auth_users: &'a AuthUsersJson<'a>,
-    changes: &'a [ChangeJson<'a>],
-    conflicts: &'a [ConflictJson<'a>],
-    created_at: &'a str,
-    expires_at: &'a str,
-    format_version: i64,
-    generator: &'a GeneratorJson<'a>,
-    observed: CanonicalObserved<'a>,
-    roster: CanonicalRoster<'a>,
-    summary: CanonicalSummary,
-    target: &'a TargetJson<'a>,
-}
-
-#[derive(Serialize)]
-struct CanonicalRoster<'a> {
-    count: usize,
-    digest: &'a str,
-    source: &'a str,
-}
-
-#[derive(Serialize)]
-struct CanonicalSummary {
-    ban: usize,
-    conflicts: usize,
-    create: usize,
-    ignored: usize,
-    protected: usize,
-    restore: usize,
-    unchanged: usize,
-}
-
-#[derive(Serialize)]
-struct CanonicalObserved<'a> {
-    roster: &'a [Cow<'a, str>],
-    users: CanonicalUsers<'a>,
-}
-
-struct CanonicalUsers<'a>(&'a [ObservedUserJson<'a>]);
-
-impl Serialize for CanonicalUsers<'_> {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.collect_seq(self.0.iter().map(|u| CanonicalUser {
-            banned: u.banned,
-            email: &u.email,
-            id: &u.id,
-        }))
-    }
-}
-
-#[derive(Serialize)]
-struct CanonicalUser<'a> {
-    banned: bool,
-    email: &'a str,
-    id: &'a str,
-}
-
-impl<'a> CanonicalPlan<'a> {
-    fn of(file: &'a PlanFile<'a>) -> CanonicalPlan<'a> {
-        let s = &file.summary;
-        CanonicalPlan {
-            auth_users: &file.auth_users,
-            changes: &file.changes,
-            conflicts: &file.conflicts,
-            created_at: &file.created_at,
-            expires_at: &file.expires_at,
-            format_version: file.format_version,
-            generator: &file.generator,
-            observed: CanonicalObserved {
-                roster: &file.observed.roster,
-                users: CanonicalUsers(&file.observed.users),
-            },
-            roster: CanonicalRoster {
-                count: file.roster.count,
-                digest: &file.roster.digest,
-                source: &file.roster.source,
-            },
-            summary: CanonicalSummary {
-                ban: s.ban,
-                conflicts: s.conflicts,
-                create: s.create,
-                ignored: s.ignored,
-                protected: s.protected,
-                restore: s.restore,
-                unchanged: s.unchanged,
-            },
-            target: &file.target,
-        }
-    }
 }
 
 #[cfg(test)]
@@ -916,6 +594,44 @@ pub(crate) mod tests {
     #[test]
     fn golden_plan_json() {
         insta::assert_snapshot!(sample_plan().to_pretty_json());
+    }
+
+    #[test]
+    fn look_alikes_are_recorded_after_conflicts_and_covered_by_the_digest() {
+        let roster: Vec<RosterEntry> = ["jon@example.com"]
+            .iter()
+            .map(|e| RosterEntry {
+                email: Some(e.to_string()),
+                origin: "row 2".into(),
+            })
+            .collect();
+        let users = vec![user(
+            "0b1e6c4a-0000-4000-8000-000000000002",
+            "john@example.com",
+            false,
+        )];
+        let plan = plan_for(&reconcile(&roster, &users, now(), &Policy::default()));
+        let text = plan.to_pretty_json();
+        assert!(
+            text.contains(concat!(
+                "  \"conflicts\": [],\n",
+                "  \"look_alikes\": [\n",
+                "    {\n",
+                "      \"create\": \"jon@example.com\",\n",
+                "      \"ban\": \"john@example.com\"\n",
+                "    }\n",
+                "  ],\n",
+                "  \"observed\": {"
+            )),
+            "{text}"
+        );
+        assert_eq!(Plan::parse(&text, path()).unwrap(), plan);
+        let mut v = value_of(&plan);
+        v["look_alikes"][0]["ban"] = "johnny@example.com".into();
+        let err = Plan::parse(&v.to_string(), path()).unwrap_err();
+        assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+        // A plan without look-alikes has no such member, as before the member existed.
+        assert!(value_of(&sample_plan()).get("look_alikes").is_none());
     }
 
     #[test]
@@ -1111,7 +827,7 @@ pub(crate) mod tests {
             "{text}"
         );
         // The same document written raw (serde_json leaves these characters as they are).
-        let raw = serde_json::to_string_pretty(&plan.to_file()).unwrap();
+        let raw = serde_json::to_string_pretty(&plan).unwrap();
         assert!(raw.contains('\u{202e}'));
         assert_eq!(Plan::parse(&text, path()).unwrap(), plan);
         assert_eq!(Plan::parse(&raw, path()).unwrap(), plan);
@@ -1140,11 +856,11 @@ pub(crate) mod tests {
     fn fingerprint_preimages_are_as_documented() {
         let plan = sample_plan();
         assert_eq!(
-            plan.roster_digest,
+            plan.roster.digest,
             sha256_hex(br#"["ann@example.com","bob@example.com","dana@example.com"]"#)
         );
         assert_eq!(
-            plan.auth_users_digest,
+            plan.auth_users.digest,
             sha256_hex(
                 concat!(
                     r#"[{"banned":false,"email":"ann@example.com","id":"0b1e6c4a-0000-4000-8000-000000000001"},"#,
@@ -1236,6 +952,7 @@ pub(crate) mod tests {
                     roster: vec![Email::parse("ann@example.com").unwrap()],
                     users,
                 },
+                look_alikes: vec![],
                 warnings: vec![],
                 active_with_email: 0,
             };

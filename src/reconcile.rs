@@ -8,6 +8,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 
 use time::OffsetDateTime;
 
+use crate::lookalike::{self, LookAlike};
 use crate::model::{
     ActionKind, AuthUser, Change, Conflict, Email, Observed, ObservedUser, Protection, RosterEntry,
     Summary, is_uuid_shaped, normalise_email,
@@ -28,6 +29,8 @@ pub enum Warning {
     MergedRosterRows { email: Email, rows: usize },
     /// A conflict, as also listed in the plan.
     Conflict(Conflict),
+    /// A planned create looks like a planned ban: probably one person and a typo.
+    LookAlike(LookAlike),
 }
 
 impl fmt::Display for Warning {
@@ -52,6 +55,12 @@ impl fmt::Display for Warning {
                 }
                 f.write_str("; left alone")
             }
+            Warning::LookAlike(pair) => write!(
+                f,
+                "create {} while banning {}: a typo in the roster?",
+                sanitize(&pair.create),
+                sanitize(&pair.ban)
+            ),
         }
     }
 }
@@ -66,11 +75,92 @@ pub struct Reconciliation {
     pub summary: Summary,
     /// What the fingerprints cover; drift compares fresh state with it.
     pub observed: Observed,
-    /// Merged roster rows (by email), then one per conflict (in conflict order).
+    /// Each planned create that looks like a planned ban, with that ban; sorted.
+    pub look_alikes: Vec<LookAlike>,
+    /// Merged roster rows (by email), then one per conflict (in conflict order), then
+    /// one per look-alike pair.
     pub warnings: Vec<Warning>,
     /// Active (not banned) users with an email, not ignored, conflicting ones included:
     /// the base of the default `--max-bans`.
     pub active_with_email: usize,
+}
+
+/// What the rules look at for one normalised email.
+#[derive(Debug, Clone, Copy)]
+pub struct EmailState<'a> {
+    /// A valid roster row normalises to this email.
+    pub on_roster: bool,
+    /// The observed users (with an email, not soft-deleted) that have it, sorted by id.
+    pub users: &'a [ObservedUser],
+    /// A roster row with an invalid email normalises to it (that row names the person).
+    pub held_by_invalid_row: bool,
+}
+
+/// What happens to one email, and which rule says so. `reconcile` applies it to every
+/// email; `explain` to one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decision {
+    /// On the roster, no auth user has it.
+    Create,
+    /// On the roster, its one user is banned.
+    Restore,
+    /// Not on the roster, its one user is active.
+    Ban,
+    /// On the roster, its one user is active.
+    Unchanged,
+    /// Not on the roster, its one user is banned already.
+    AlreadyBanned,
+    /// Would be banned, but `--protect` covers it.
+    Protected,
+    /// Not on the roster as a valid email, but an invalid roster row names it: a conflict.
+    HeldByInvalidRow,
+    /// Two or more users have it: a conflict, never guessed at.
+    SharedEmail,
+    /// A user with it has an id that is not a UUID: a conflict, never used in a request.
+    BadUserId,
+    /// Neither on the roster nor held by any user.
+    NotFound,
+}
+
+/// The rules of the contract's table, for one email (normalised).
+pub fn decide(email: &str, state: &EmailState<'_>, policy: &Policy) -> Decision {
+    // An id that is not a UUID never goes into a request path: whoever holds this email
+    // is left alone and listed, whatever the rest of the plan says.
+    if state.users.iter().any(|u| !is_uuid_shaped(&u.id)) {
+        return Decision::BadUserId;
+    }
+    match state.users {
+        [] if state.on_roster => Decision::Create,
+        [] => Decision::NotFound,
+        [user] if state.on_roster => {
+            if user.banned {
+                Decision::Restore
+            } else {
+                Decision::Unchanged
+            }
+        }
+        [user] if user.banned => Decision::AlreadyBanned,
+        [_] if state.held_by_invalid_row => Decision::HeldByInvalidRow,
+        [_] if policy.protection.covers(email) => Decision::Protected,
+        [_] => Decision::Ban,
+        _ => Decision::SharedEmail,
+    }
+}
+
+/// The conflict reason of an email whose user has an id that is not a UUID.
+pub const BAD_USER_ID_REASON: &str =
+    "the server lists a user id that is not a UUID for this email; it is never used in a request";
+
+/// The conflict reason of an email two or more users share.
+pub fn shared_email_reason(users: usize, on_roster: bool) -> String {
+    format!(
+        "{users} auth users have this email (after trimming and lower-casing){}",
+        if on_roster {
+            ", and it is on the roster"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Below this many rows + users, threads cost more than they save.
@@ -286,7 +376,7 @@ pub fn reconcile(
         let (group, tail) = rest.split_at(len);
         rest = tail;
 
-        // Roster emails before this group have no auth user at all.
+        // Roster emails before this group have no auth user at all (`decide`: create).
         while let Some(r) = roster_iter.next_if(|r| r.as_str() < email) {
             creates.push(create(r));
         }
@@ -300,47 +390,29 @@ pub fn reconcile(
             invalid_user_ids[*i].extend(group.iter().map(|u| u.id.clone()));
         }
 
-        // An id that is not a UUID never goes into a request path: whoever holds this
-        // email is left alone and listed, whatever the rest of the plan says.
-        if group.iter().any(|u| !is_uuid_shaped(&u.id)) {
-            conflicts.push(Conflict {
+        let state = EmailState {
+            on_roster,
+            users: group,
+            held_by_invalid_row,
+        };
+        match (decide(email, &state, policy), group) {
+            (Decision::Restore, [user]) => restores.push(change(ActionKind::Restore, user)),
+            (Decision::Ban, [user]) => bans.push(change(ActionKind::Ban, user)),
+            (Decision::Unchanged, _) => summary.unchanged += 1,
+            (Decision::Protected, _) => summary.protected += 1,
+            (Decision::BadUserId, _) => conflicts.push(Conflict {
                 email: email.to_string(),
-                reason: "the server lists a user id that is not a UUID for this email; it is never used in a request".into(),
+                reason: BAD_USER_ID_REASON.into(),
                 user_ids: group.iter().map(|u| u.id.clone()).collect(),
-            });
-            continue;
-        }
-        if let [user] = group {
-            if on_roster {
-                if user.banned {
-                    restores.push(change(ActionKind::Restore, user));
-                } else {
-                    summary.unchanged += 1;
-                }
-            } else if !user.banned && !held_by_invalid_row {
-                if policy.protection.covers(email) {
-                    summary.protected += 1;
-                } else {
-                    bans.push(change(ActionKind::Ban, user));
-                }
-            }
-        } else {
-            // Two or more users share this email: never guess which is the person, and
-            // do not create another one either. Ids are sorted (the group is).
-            let reason = format!(
-                "{} auth users have this email (after trimming and lower-casing){}",
-                group.len(),
-                if on_roster {
-                    ", and it is on the roster"
-                } else {
-                    ""
-                }
-            );
-            conflicts.push(Conflict {
+            }),
+            (Decision::SharedEmail, _) => conflicts.push(Conflict {
                 email: email.to_string(),
-                reason,
+                reason: shared_email_reason(group.len(), on_roster),
                 user_ids: group.iter().map(|u| u.id.clone()).collect(),
-            });
+            }),
+            // Already banned, held by an invalid row (its conflict names the user), or
+            // nothing to do.
+            _ => {}
         }
     }
     creates.extend(roster_iter.map(create));
@@ -388,10 +460,13 @@ pub fn reconcile(
     changes.append(&mut restores);
     changes.append(&mut bans);
 
+    // Only creates against bans: a look-alike warns, it changes no decision.
+    let look_alikes = lookalike::pairs(&changes);
     let warnings = merged
         .into_iter()
         .map(|(email, rows)| Warning::MergedRosterRows { email, rows })
         .chain(conflicts.iter().cloned().map(Warning::Conflict))
+        .chain(look_alikes.iter().cloned().map(Warning::LookAlike))
         .collect();
 
     Reconciliation {
@@ -399,6 +474,7 @@ pub fn reconcile(
         conflicts,
         summary,
         observed,
+        look_alikes,
         warnings,
         active_with_email,
     }

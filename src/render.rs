@@ -8,9 +8,10 @@ use std::fmt::Write as _;
 use similar::{Algorithm, DiffOp, capture_diff_slices};
 
 use crate::drift::Drift;
+use crate::explanation::{Explanation, UserFact, Why};
 use crate::model::{ActionKind, Change, Conflict, ObservedUser, Summary, short_id};
 use crate::planfile::{Plan, format_time};
-use crate::reconcile::Warning;
+use crate::reconcile::{Decision, Warning};
 use crate::report::{ApplyReport, ChangeResult, Outcome};
 use crate::sanitize::sanitize;
 
@@ -31,6 +32,9 @@ impl Style {
 
 /// GitHub refuses comments over 65,536 characters; stay well below.
 pub const MARKDOWN_LIMIT: usize = 60_000;
+
+/// Look-alike pairs the Markdown lists before "… and N more" (it must stay short).
+const MD_LOOK_ALIKES: usize = 20;
 
 /// Longest list a text rendering prints before "… and N more" (changes are never cut).
 const TEXT_LIST_LIMIT: usize = 100;
@@ -217,6 +221,27 @@ pub fn plan_text(plan: &Plan, style: Style) -> String {
     }
     out.push('\n');
 
+    if !plan.look_alikes.is_empty() {
+        let _ = writeln!(
+            out,
+            "{}",
+            style.paint("Warning: creates that look like bans in this plan:", |s| s
+                .yellow()
+                .bold())
+        );
+        let mark = style.paint("!", console::Style::yellow);
+        for pair in plan.look_alikes.iter().take(TEXT_LIST_LIMIT) {
+            let _ = writeln!(out, "  {mark} {}", Warning::LookAlike(pair.clone()));
+        }
+        more_line(
+            &mut out,
+            plan.look_alikes.len(),
+            TEXT_LIST_LIMIT,
+            "look-alike pairs",
+        );
+        out.push('\n');
+    }
+
     if plan.changes.is_empty() {
         out.push_str("No changes: the auth users are in step with the roster.\n");
     } else {
@@ -328,7 +353,7 @@ pub fn warning_lines(warnings: &[Warning]) -> Vec<String> {
             some_emails(
                 many.iter().filter_map(|w| match w {
                     Warning::MergedRosterRows { email, .. } => Some(email.as_str()),
-                    Warning::Conflict(_) => None,
+                    _ => None,
                 }),
                 many.len()
             )
@@ -340,11 +365,19 @@ pub fn warning_lines(warnings: &[Warning]) -> Vec<String> {
         many => lines.push(conflicts_summary(
             many.iter().filter_map(|w| match w {
                 Warning::Conflict(c) => Some(c.email.as_str()),
-                Warning::MergedRosterRows { .. } => None,
+                _ => None,
             }),
             many.len(),
         )),
     }
+    // Every look-alike pair on a line of its own: each may be a person about to be
+    // locked out.
+    lines.extend(
+        warnings
+            .iter()
+            .filter(|w| matches!(w, Warning::LookAlike(_)))
+            .map(ToString::to_string),
+    );
     lines
 }
 
@@ -431,6 +464,122 @@ const MD_ITEM_CHARS: usize = 200;
 /// anything is banned, the changes per action in collapsible sections, the conflicts and
 /// protected accounts, then the target and digest. Always under 60,000 characters: each
 /// list is cut with "… and N more", each item at 200 characters.
+/// The rule behind an explanation's outcome, in one sentence.
+pub fn explanation_reason(why: &Why) -> String {
+    match why {
+        Why::Rule(d) => match d {
+            Decision::Create => "it is on the roster and no auth user has it: an account is created.",
+            Decision::Restore => "it is on the roster and its auth user is banned: the same user is unbanned.",
+            Decision::Ban => "its auth user is active and it is not on the roster: the user is banned.",
+            Decision::Unchanged => "it is on the roster and its auth user is active: nothing to do.",
+            Decision::AlreadyBanned => "it is not on the roster and its auth user is banned already: nothing to do.",
+            Decision::Protected => "it is not on the roster, but a `--protect` rule keeps its user from a ban.",
+            Decision::HeldByInvalidRow => "a roster row with an invalid email names it: a conflict, left alone.",
+            Decision::SharedEmail => "two or more auth users have it: never guessed at, a conflict, left alone.",
+            Decision::NotFound => "it is on no roster row and no auth user has it: nothing to do.",
+            Decision::BadUserId => "an auth user with it has an id that is not a UUID: never used in a request, a conflict, left alone.",
+        }
+        .to_string(),
+        Why::ProtectedBy(Some(rule)) => format!(
+            "it is not on the roster, but `--protect {}` keeps its active user from a ban.",
+            sanitize(rule)
+        ),
+        Why::ProtectedBy(None) => "it is not on the roster, but the plan bans no one with it: a `--protect` rule of the run that made the plan kept it.".to_string(),
+        Why::InvalidRosterRow(invalid) => format!(
+            "a roster row holds it and it is not a valid email ({invalid}): a conflict, left alone."
+        ),
+        Why::InvalidEverywhere(invalid) => format!(
+            "it is not a valid email ({invalid}): a roster row holding it would be a conflict, left alone."
+        ),
+        Why::OnlySoftDeleted => "its only auth users are soft-deleted: never touched.".to_string(),
+        Why::PlanConflict(reason) => format!(
+            "the plan lists it as a conflict ({}): left alone.",
+            sanitize(reason)
+        ),
+    }
+}
+
+fn user_state(u: &UserFact) -> String {
+    match (u.soft_deleted, u.banned, u.banned_until) {
+        (true, _, _) => "soft-deleted".to_string(),
+        (false, true, Some(until)) => format!("banned until {}", format_time(until)),
+        (false, true, None) => "banned".to_string(),
+        (false, false, _) => "active".to_string(),
+    }
+}
+
+/// `explain` for a person.
+pub fn explanation_text(e: &Explanation) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "Email: {}", sanitize(&e.email));
+    let _ = writeln!(out, "Normalised: {}", sanitize(&e.normalised));
+    if e.roster_entries.is_empty() {
+        out.push_str("Roster: not on the roster\n");
+    } else {
+        let _ = writeln!(out, "Roster:");
+        for r in &e.roster_entries {
+            let _ = writeln!(out, "  {} ({})", sanitize(&r.email), sanitize(&r.origin));
+        }
+    }
+    if e.users.is_empty() {
+        out.push_str("Auth users: none\n");
+    } else {
+        let _ = writeln!(out, "Auth users:");
+        for u in &e.users {
+            let _ = writeln!(
+                out,
+                "  {} {} ({})",
+                sanitize(&u.id),
+                sanitize(&u.email),
+                user_state(u)
+            );
+        }
+    }
+    let _ = writeln!(out, "Outcome: {}", e.outcome.as_str());
+    let _ = writeln!(out, "Why: {}", explanation_reason(&e.why));
+    if e.look_alikes.is_empty() {
+        out.push_str("Look-alikes: none\n");
+    } else {
+        let list: Vec<String> = e.look_alikes.iter().map(|l| sanitize(l)).collect();
+        let _ = writeln!(out, "Look-alikes: {}", list.join(", "));
+    }
+    out
+}
+
+/// `explain --format json`: one object, pretty-printed, then a newline.
+pub fn explanation_json(e: &Explanation) -> String {
+    let users: Vec<serde_json::Value> = e
+        .users
+        .iter()
+        .map(|u| {
+            serde_json::json!({
+                "id": u.id,
+                "email": u.email,
+                "state": if u.soft_deleted { "soft_deleted" } else if u.banned { "banned" } else { "active" },
+                "banned_until": u.banned_until.map(format_time),
+            })
+        })
+        .collect();
+    let roster: Vec<serde_json::Value> = e
+        .roster_entries
+        .iter()
+        .map(|r| serde_json::json!({"email": r.email, "origin": r.origin}))
+        .collect();
+    let value = serde_json::json!({
+        "email": e.email,
+        "normalised": e.normalised,
+        "roster_entries": roster,
+        "users": users,
+        "outcome": e.outcome.as_str(),
+        "reason": explanation_reason(&e.why),
+        "look_alikes": e.look_alikes,
+    });
+    // Controls and bidi/zero-width characters as `\u` escapes, as every JSON output.
+    let mut text = crate::jsonout::to_string_pretty(&value);
+    text.push('\n');
+    text
+}
+
 pub fn plan_markdown(plan: &Plan) -> String {
     let s = &plan.summary;
     let mut out = String::new();
@@ -452,6 +601,31 @@ pub fn plan_markdown(plan: &Plan) -> String {
             s.ban,
             if s.ban == 1 { "account" } else { "accounts" }
         );
+    }
+    if !plan.look_alikes.is_empty() {
+        let n = plan.look_alikes.len();
+        let _ = writeln!(
+            out,
+            "> [!WARNING]\n> {n} {} like {} in this plan: a typo in the roster?",
+            if n == 1 {
+                "create looks"
+            } else {
+                "creates look"
+            },
+            if n == 1 { "a ban" } else { "bans" },
+        );
+        for pair in plan.look_alikes.iter().take(MD_LOOK_ALIKES) {
+            let _ = writeln!(
+                out,
+                "> - create {} while banning {}",
+                md_item(&pair.create),
+                md_item(&pair.ban)
+            );
+        }
+        if n > MD_LOOK_ALIKES {
+            let _ = writeln!(out, "> - … and {} more", n - MD_LOOK_ALIKES);
+        }
+        out.push('\n');
     }
     if !s.has_changes() {
         out.push_str("No changes: the auth users are in step with the roster.\n\n");
@@ -492,9 +666,9 @@ pub fn plan_markdown(plan: &Plan) -> String {
         out,
         "Target: {}  \nRoster: {} ({} emails); auth users: {}  \nCreated {}, expires {}  \nDigest: `{}`",
         md_item(&plan.target),
-        md_item(&plan.roster_source.to_string()),
-        plan.roster_count,
-        plan.auth_users_count,
+        md_item(&plan.roster.source.to_string()),
+        plan.roster.count,
+        plan.auth_users.count,
         format_time(plan.created_at),
         format_time(plan.expires_at),
         sanitize(&plan.digest),
@@ -714,8 +888,8 @@ pub fn plan_details(plan: &Plan, now: time::OffsetDateTime) -> String {
         "Digest:  {}\nTarget:  {}\nRoster:  {} ({} emails)\nCreated: {created} ({age})\nExpires: {expires} ({expiry})\n",
         sanitize(&plan.digest),
         sanitize(&plan.target),
-        sanitize(&plan.roster_source.to_string()),
-        plan.roster_count,
+        sanitize(&plan.roster.source.to_string()),
+        plan.roster.count,
     )
 }
 
@@ -916,6 +1090,44 @@ mod tests {
     #[test]
     fn plan_markdown_snapshot() {
         insta::assert_snapshot!(plan_markdown(&sample()));
+    }
+
+    #[test]
+    fn look_alikes_stand_under_a_warning_above_the_changes() {
+        let plan = plan_of(
+            &["jon@example.com", "ann@example.com"],
+            &[
+                user(
+                    "0b1e6c4a-0000-4000-8000-000000000001",
+                    "ann@example.com",
+                    false,
+                ),
+                user(
+                    "0b1e6c4a-0000-4000-8000-000000000002",
+                    "john@example.com",
+                    false,
+                ),
+            ],
+            &Policy::default(),
+        );
+        assert_eq!(
+            plan_text(&plan, PLAIN),
+            "Plan: 1 to create, 0 to restore, 1 to ban, 1 unchanged.\n\n\
+             Warning: creates that look like bans in this plan:\n\
+             \x20 ! create jon@example.com while banning john@example.com: a typo in the roster?\n\n\
+             Auth users, before → after:\n\
+             \x20 … 1 user without changes\n\
+             - john@example.com (active → banned)\n\
+             + jon@example.com (new, active)\n"
+        );
+        let md = plan_markdown(&plan);
+        let warning = "> [!WARNING]\n> 1 create looks like a ban in this plan: a typo in the roster?\n\
+                       > - create jon\\@example.com while banning john\\@example.com\n\n";
+        let at = md.find(warning).unwrap_or_else(|| panic!("{md}"));
+        assert!(
+            at < md.find("<summary>create: 1</summary>").unwrap(),
+            "{md}"
+        );
     }
 
     #[test]

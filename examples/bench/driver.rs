@@ -43,6 +43,9 @@ pub struct Options {
     pub runs: usize,
     /// Reconcile core size: this many roster rows and as many users (0 skips it).
     pub core: usize,
+    /// Look-alike size: this many roster rows and as many users, 10% of each a create
+    /// or a ban (0 skips it).
+    pub lookalikes: usize,
 }
 
 impl Options {
@@ -56,6 +59,7 @@ impl Options {
             apply_latency: Duration::from_millis(10),
             runs: 3,
             core: 1_000_000,
+            lookalikes: 100_000,
         }
     }
 
@@ -68,6 +72,7 @@ impl Options {
             apply_latency: Duration::from_millis(2),
             runs: 1,
             core: 10_000,
+            lookalikes: 10_000,
         }
     }
 }
@@ -170,6 +175,21 @@ pub struct CoreResult {
     pub unchanged: usize,
 }
 
+/// Finding look-alike pairs among a plan's creates and bans (`lookalike::pairs`, the
+/// part of `reconcile` the look-alike warning adds).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LookAlikeResult {
+    pub roster_rows: usize,
+    pub users: usize,
+    pub creates: usize,
+    pub bans: usize,
+    /// Pairs found (the scenario plants `planted` typos among random names).
+    pub pairs: usize,
+    pub planted: usize,
+    /// Median CPU time of one `pairs` call.
+    pub cpu_s: f64,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Machine {
     pub nproc: usize,
@@ -220,9 +240,18 @@ pub struct Report {
     pub plan: Vec<PlanResult>,
     pub apply: Vec<ApplyResult>,
     pub core: Option<CoreResult>,
+    pub lookalikes: Option<LookAlikeResult>,
 }
 
 impl Report {
+    /// Look-alike CPU as a share of `plan`'s client CPU at the same size, when both were
+    /// measured.
+    pub fn lookalike_share(&self) -> Option<f64> {
+        let l = self.lookalikes.as_ref()?;
+        let p = self.plan.iter().find(|p| p.users == l.users)?;
+        (p.default.cpu_s > 0.0).then(|| l.cpu_s / p.default.cpu_s)
+    }
+
     /// The plan speedup at the largest N measured.
     pub fn plan_speedup(&self) -> Option<f64> {
         self.plan.iter().max_by_key(|p| p.users).map(|p| p.speedup)
@@ -294,6 +323,16 @@ impl Report {
                 "restores": c.restores,
                 "bans": c.bans,
                 "unchanged": c.unchanged,
+            })),
+            "lookalikes": self.lookalikes.as_ref().map(|l| json!({
+                "roster_rows": l.roster_rows,
+                "users": l.users,
+                "creates": l.creates,
+                "bans": l.bans,
+                "pairs": l.pairs,
+                "planted": l.planted,
+                "cpu_s": l.cpu_s,
+                "share_of_plan_cpu": self.lookalike_share(),
             })),
         })
     }
@@ -470,6 +509,30 @@ impl Report {
                 String::new(),
             );
         }
+        if let Some(l) = &self.lookalikes {
+            let _ = writeln!(
+                t,
+                "look-alikes: {} creates × {} bans ({} roster rows × {} users, in-process)",
+                l.creates, l.bans, l.roster_rows, l.users
+            );
+            line(&mut t, "  CPU", secs(l.cpu_s), String::new(), String::new());
+            line(
+                &mut t,
+                "  pairs found (planted)",
+                format!("{} ({})", l.pairs, l.planted),
+                String::new(),
+                String::new(),
+            );
+            if let Some(share) = self.lookalike_share() {
+                line(
+                    &mut t,
+                    "  share of plan's client CPU",
+                    format!("{:.1}%", share * 100.0),
+                    String::new(),
+                    String::new(),
+                );
+            }
+        }
         if let Some(s) = self.plan_speedup() {
             let _ = writeln!(t, "plan_speedup: {s:.2}");
         }
@@ -517,6 +580,12 @@ pub fn run(
     } else {
         None
     };
+    let lookalikes = if opts.lookalikes > 0 {
+        progress(&format!("look-alikes: {0} × {0}", opts.lookalikes));
+        Some(lookalike_scenario(opts.lookalikes, runs)?)
+    } else {
+        None
+    };
     machine.load_after = load_average();
     Ok(Report {
         machine,
@@ -528,6 +597,7 @@ pub fn run(
         plan,
         apply,
         core,
+        lookalikes,
     })
 }
 
@@ -1200,6 +1270,89 @@ pub fn core_scenario(n: usize, runs: usize) -> Result<CoreResult, String> {
         restores: s.restore,
         bans: s.ban,
         unchanged: s.unchanged,
+    })
+}
+
+/// `lookalike::pairs` over the changes of a plan of `n` roster rows × `n` users where 10%
+/// of the roster are newcomers (creates) and 10% of the users leavers (bans): the most
+/// bans the default `--max-bans` lets through. Names are random letters (sequential
+/// numbers would all look alike), with `n / 1000` newcomers planted one letter away from
+/// a leaver.
+pub fn lookalike_scenario(n: usize, runs: usize) -> Result<LookAlikeResult, String> {
+    let now = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
+    let churn = n / 10;
+    let planted = n / 1000;
+    let mut rng = SplitMix(0x100c);
+    let mut name = || -> String {
+        let len = 6 + (rng.next() % 6) as usize;
+        (0..len)
+            .map(|_| char::from(b'a' + (rng.next() % 26) as u8))
+            .collect()
+    };
+    let paired: Vec<String> = (0..n - churn)
+        .map(|i| format!("{}{i}@example.com", name()))
+        .collect();
+    let leavers: Vec<String> = (0..churn)
+        .map(|i| format!("{}{i}x@example.com", name()))
+        .collect();
+    let newcomers: Vec<String> = (0..churn)
+        .map(|i| {
+            if i < planted {
+                // One letter dropped from a leaver's local part: distance 1.
+                leavers[i].replacen('x', "", 1)
+            } else {
+                format!("{}{i}y@example.org", name())
+            }
+        })
+        .collect();
+    let roster: Vec<RosterEntry> = paired
+        .iter()
+        .chain(&newcomers)
+        .map(|e| RosterEntry {
+            email: Some(e.clone()),
+            origin: String::new(),
+        })
+        .collect();
+    let users: Vec<AuthUser> = paired
+        .iter()
+        .chain(&leavers)
+        .enumerate()
+        .map(|(i, e)| AuthUser {
+            id: format!("{:08x}-0000-4000-8000-{:012x}", rng.next() as u32, i),
+            email: Some(e.clone()),
+            banned_until: None,
+            deleted_at: None,
+            is_anonymous: false,
+        })
+        .collect();
+    let rec = reconcile(&roster, &users, now, &Policy::default());
+    let (creates, bans) = (rec.summary.create, rec.summary.ban);
+    if (creates, bans) != (churn, churn) {
+        return Err(format!(
+            "look-alikes: got {creates} creates and {bans} bans; expected {churn} of each"
+        ));
+    }
+    let mut cpus = Vec::new();
+    let mut pairs = 0;
+    for _ in 0..runs.max(1) {
+        let cpu = self_cpu();
+        pairs = provision::lookalike::pairs(&rec.changes).len();
+        cpus.push(self_cpu() - cpu);
+    }
+    if pairs < planted || pairs != rec.look_alikes.len() {
+        return Err(format!(
+            "look-alikes: found {pairs} pairs ({} in the plan); planted {planted}",
+            rec.look_alikes.len()
+        ));
+    }
+    Ok(LookAlikeResult {
+        roster_rows: n,
+        users: n,
+        creates,
+        bans,
+        pairs,
+        planted,
+        cpu_s: median(cpus),
     })
 }
 

@@ -32,6 +32,9 @@ struct Args {
     /// Reconcile core size: this many roster rows × as many users (0 skips it).
     #[arg(long, value_name = "N", default_value_t = 1_000_000)]
     core: usize,
+    /// Look-alike size: N roster rows × N users with 10% creates and 10% bans (0 skips it).
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
+    lookalikes: usize,
     /// Print one JSON object with every figure instead of the table.
     #[arg(long)]
     json: bool,
@@ -71,6 +74,7 @@ fn main() -> ExitCode {
             .map_or(full.apply_latency, Duration::from_millis),
         runs: args.runs,
         core: args.core,
+        lookalikes: args.lookalikes,
     };
     let report = match driver::run(&opts, &bins, &mut |msg| eprintln!("bench: {msg}")) {
         Ok(r) => r,

@@ -104,8 +104,8 @@ async fn apply_saved(
     let client = client_for(&conn, &config.client)?;
 
     let (roster, users) = tokio::select! {
-        state = read_state_shown(&client, &plan.roster_source, out) => state
-            .map_err(|e| conn.explain(roster_from_plan(e, &plan.roster_source)))?,
+        state = read_state_shown(&client, &plan.roster.source, out) => state
+            .map_err(|e| conn.explain(roster_from_plan(e, &plan.roster.source)))?,
         _ = interrupt.notify.notified() => return Err(Error::InterruptedBeforeWrites),
     };
     let check = drift::check(&plan, &roster, &users, now());

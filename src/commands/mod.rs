@@ -5,6 +5,7 @@
 pub mod apply;
 pub mod approve;
 pub mod docs;
+pub mod explain;
 pub mod plan;
 pub mod show;
 

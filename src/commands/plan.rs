@@ -18,6 +18,16 @@ use crate::supabase::Client;
 
 use super::{client_for, now, read_state_shown};
 
+/// The planner's policy from resolved `--protect` values: `plan` and `explain` build it
+/// alike.
+pub fn policy_of(protect: &[String]) -> reconcile::Policy {
+    let mut protection = Protection::default();
+    for p in protect {
+        protection.add(p);
+    }
+    reconcile::Policy { protection }
+}
+
 pub async fn run(args: &PlanArgs, env: &Env<'_>, out: &Output) -> Result<Exit, Error> {
     // The policy file is read and checked before anything else: nothing is read from the
     // network until it is valid; nor until `--out` is known to be a place to write.
@@ -71,12 +81,8 @@ pub async fn make(
         .await
         .map_err(|e| conn.explain(e))?;
 
-    let mut protection = Protection::default();
-    for p in &request.protect {
-        protection.add(p);
-    }
     let now = now();
-    let rec = reconcile::reconcile(&roster, &users, now, &reconcile::Policy { protection });
+    let rec = reconcile::reconcile(&roster, &users, now, &policy_of(&request.protect));
     let roster_rows = roster.len();
     // The plan needs only the reconciliation from here on; at 100k users the raw
     // listings are tens of MB, better freed before the plan file is written.

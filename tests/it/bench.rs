@@ -45,11 +45,17 @@ fn benchmark_smoke_run_applies_every_change_and_counts_right() {
     assert_eq!(json["plan"][0]["default"]["requests"], 4);
     assert_eq!(json["apply"][0]["changes"], 200);
     assert_eq!(json["core"]["users"], 10_000);
+    // The look-alike figure: 1k creates × 1k bans, the 10 planted typos found.
+    let l = report.lookalikes.as_ref().unwrap();
+    assert_eq!((l.creates, l.bans, l.planted), (1_000, 1_000, 10));
+    assert!(l.pairs >= 10, "{l:?}");
+    assert_eq!(json["lookalikes"]["planted"], 10);
     let table = report.to_table();
     for line in [
         "plan: 2000 users",
         "apply: 200 changes",
         "reconcile core",
+        "look-alikes: 1000 creates × 1000 bans",
         "plan_speedup",
     ] {
         assert!(table.contains(line), "{line:?} in\n{table}");

@@ -15,6 +15,7 @@ mod bench_driver;
 mod cli;
 mod client;
 mod errors;
+mod explain;
 mod harness;
 mod one_step;
 mod plan;

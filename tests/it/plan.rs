@@ -486,3 +486,50 @@ fn hostile_emails_are_escaped_before_they_reach_the_terminal() {
     }
     assert!(run.stdout.contains("\\u{202e}"), "{run:?}");
 }
+
+#[test]
+fn plan_warns_of_a_create_that_looks_like_a_ban_records_it_and_show_renders_it() {
+    let world = World::empty();
+    world
+        .sandbox
+        .set_roster(vec![row("jon@example.com"), row("ann@example.com")]);
+    world.sandbox.add_user(NewUser::email("ann@example.com"));
+    world.sandbox.add_user(NewUser::email("john@example.com"));
+    let run = world.plan(&[]);
+    run.code(0);
+    assert_eq!(
+        run.stderr,
+        "warning: create jon@example.com while banning john@example.com: a typo in the roster?\n"
+    );
+    let warning = "Warning: creates that look like bans in this plan:\n  \
+                   ! create jon@example.com while banning john@example.com: a typo in the roster?\n\n\
+                   Auth users, before → after:\n";
+    assert!(run.stdout.contains(warning), "{}", run.stdout);
+    let plan = world.read_plan("plan.json");
+    assert_eq!(
+        plan["look_alikes"],
+        serde_json::json!([{"create": "jon@example.com", "ban": "john@example.com"}])
+    );
+    // The pair changes no decision.
+    assert_eq!(
+        (
+            plan["summary"]["create"].as_u64(),
+            plan["summary"]["ban"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+
+    let show = world.run(&["show", "plan.json", "--color", "never"]);
+    show.code(0);
+    assert!(show.stdout.contains(warning), "{}", show.stdout);
+    let md = world.run(&["show", "plan.json", "--format", "markdown"]);
+    md.code(0);
+    assert!(
+        md.stdout.contains(
+            "> [!WARNING]\n> 1 create looks like a ban in this plan: a typo in the roster?\n\
+             > - create jon\\@example.com while banning john\\@example.com\n"
+        ),
+        "{}",
+        md.stdout
+    );
+}

@@ -32,15 +32,38 @@ fn quickstart_runs_the_whole_flow_and_ends_with_a_stale_refusal() {
     );
     // Step 2: the plan.
     assert!(
-        stdout.contains("Plan: 3 to create, 1 to restore, 2 to ban, 22 unchanged."),
+        stdout.contains("Plan: 3 to create, 1 to restore, 3 to ban, 22 unchanged."),
+        "{stdout}"
+    );
+    // The look-alike: warned on stderr, shown above the changes.
+    assert!(
+        stderr.contains(
+            "warning: create fay@example.com while banning faye@example.com: a typo in the roster?\n"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stdout.contains(
+            "Warning: creates that look like bans in this plan:\n  \
+             ! create fay@example.com while banning faye@example.com: a typo in the roster?\n"
+        ),
         "{stdout}"
     );
     // Step 3: the Markdown.
     assert!(stdout.contains("<details>"), "{stdout}");
+    // Step 3: explain the ban from the plan.
+    assert!(
+        stdout.contains(
+            "Outcome: ban\n\
+             Why: its auth user is active and it is not on the roster: the user is banned.\n\
+             Look-alikes: fay@example.com\n"
+        ),
+        "{stdout}"
+    );
     // Step 4: the counters.
     assert!(
         stdout.contains(
-            "created: 3\nrestored: 1\ndecommissioned: 2\nunchanged: 22\nReconciliation complete"
+            "created: 3\nrestored: 1\ndecommissioned: 3\nunchanged: 22\nReconciliation complete"
         ),
         "{stdout}"
     );
