@@ -100,34 +100,49 @@ pub struct Index<'a> {
 
 impl<'a> Index<'a> {
     pub fn new(emails: impl IntoIterator<Item = &'a str>) -> Index<'a> {
-        let mut index = Index {
-            emails: Vec::new(),
-            heads: HashMap::default(),
-            chain: Vec::new(),
-        };
+        let mut index = Index::empty();
         for email in emails {
-            let Ok(i) = u32::try_from(index.emails.len()) else {
+            let Some(i) = index.push(email) else {
                 break;
             };
-            index.emails.push(email);
-            variants(email, |key| {
-                let previous = index.heads.insert(key, next_entry(&index.chain));
-                index.chain.push((i, previous.unwrap_or(u32::MAX)));
-            });
+            variants(email, |key| index.insert(i, key));
         }
         index
     }
 
-    /// The indexed emails that look like `email`, each once, in index order.
-    pub fn matches(&self, email: &str) -> Vec<&'a str> {
-        let mut found: Vec<u32> = Vec::new();
-        variants(email, |key| {
-            let mut entry = self.heads.get(&key).copied().unwrap_or(u32::MAX);
-            while let Some(&(i, previous)) = self.chain.get(entry as usize) {
-                found.push(i);
-                entry = previous;
-            }
-        });
+    fn empty() -> Index<'a> {
+        Index {
+            emails: Vec::new(),
+            heads: HashMap::default(),
+            chain: Vec::new(),
+        }
+    }
+
+    /// Add an email (under no key yet); `None` past `u32::MAX` emails.
+    fn push(&mut self, email: &'a str) -> Option<u32> {
+        let i = u32::try_from(self.emails.len()).ok()?;
+        self.emails.push(email);
+        Some(i)
+    }
+
+    /// File email `i` under `key`.
+    fn insert(&mut self, i: u32, key: u64) {
+        let entry = u32::try_from(self.chain.len()).unwrap_or(u32::MAX);
+        let previous = self.heads.insert(key, entry);
+        self.chain.push((i, previous.unwrap_or(u32::MAX)));
+    }
+
+    /// Add the emails filed under `key` to `found`.
+    fn candidates(&self, key: u64, found: &mut Vec<u32>) {
+        let mut entry = self.heads.get(&key).copied().unwrap_or(u32::MAX);
+        while let Some(&(i, previous)) = self.chain.get(entry as usize) {
+            found.push(i);
+            entry = previous;
+        }
+    }
+
+    /// The candidates that truly look like `email`, each once, in index order.
+    fn confirmed(&self, email: &str, mut found: Vec<u32>) -> Vec<&'a str> {
         found.sort_unstable();
         found.dedup();
         found
@@ -136,42 +151,136 @@ impl<'a> Index<'a> {
             .filter(|other| looks_alike(email, other))
             .collect()
     }
+
+    /// The indexed emails that look like `email`, each once, in index order.
+    pub fn matches(&self, email: &str) -> Vec<&'a str> {
+        let mut found = Vec::new();
+        variants(email, |key| self.candidates(key, &mut found));
+        self.confirmed(email, found)
+    }
 }
 
-fn next_entry(chain: &[(u32, u32)]) -> u32 {
-    u32::try_from(chain.len()).unwrap_or(u32::MAX)
+/// Every variant key of each email of one side, computed once: `keys[ends[i - 1]..ends[i]]`
+/// are email `i`'s.
+struct SideKeys {
+    keys: Vec<u64>,
+    ends: Vec<usize>,
+}
+
+impl SideKeys {
+    fn of(emails: &[&str]) -> SideKeys {
+        let mut side = SideKeys {
+            keys: Vec::with_capacity(emails.len() * 64),
+            ends: Vec::with_capacity(emails.len()),
+        };
+        for email in emails {
+            variants(email, |key| side.keys.push(key));
+            side.ends.push(side.keys.len());
+        }
+        side
+    }
+
+    fn of_email(&self, i: usize) -> &[u64] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] };
+        &self.keys[start..self.ends[i]]
+    }
+}
+
+/// A bit per key hash (a Bloom filter with one hash function): "this side has no such
+/// key" for certain, "it may" otherwise. About sixteen bits per key, at most 16 MiB, so
+/// that a key absent from a side costs a bit test, not a map probe.
+struct KeyBits {
+    words: Vec<u64>,
+    mask: u64,
+}
+
+impl KeyBits {
+    const BITS_PER_KEY: usize = 16;
+    const MAX_BITS: usize = 1 << 27;
+
+    fn of(keys: &[u64]) -> KeyBits {
+        let bits = keys
+            .len()
+            .saturating_mul(Self::BITS_PER_KEY)
+            .clamp(1 << 12, Self::MAX_BITS)
+            .next_power_of_two();
+        let mut set = KeyBits {
+            words: vec![0; bits / 64],
+            mask: bits as u64 - 1,
+        };
+        for key in keys {
+            let bit = key & set.mask;
+            if let Some(word) = set.words.get_mut((bit / 64) as usize) {
+                *word |= 1 << (bit % 64);
+            }
+        }
+        set
+    }
+
+    fn may_hold(&self, key: u64) -> bool {
+        let bit = key & self.mask;
+        self.words
+            .get((bit / 64) as usize)
+            .is_some_and(|word| word & (1 << (bit % 64)) != 0)
+    }
 }
 
 /// Every pair of a planned create and a planned ban that look alike, sorted and unique.
-/// Only the smaller side is indexed; the other side asks.
+/// The smaller side is indexed and the other side asks. Each side's keys are computed
+/// once and marked in a bit set, so that only keys both sides may hold reach the map: in
+/// a plan most keys of one side meet nothing on the other, and this is what keeps
+/// detection a small part of planning at 100k users (BENCHMARKS.md).
 pub fn pairs(changes: &[Change]) -> Vec<LookAlike> {
-    let of = |kind: ActionKind| {
+    let of = |kind: ActionKind| -> Vec<&str> {
         changes
             .iter()
-            .filter(move |c| c.action == kind)
+            .filter(|c| c.action == kind)
             .map(|c| c.email.as_str())
+            .collect()
     };
     let (creates, bans) = (of(ActionKind::Create), of(ActionKind::Ban));
-    let mut found = Vec::new();
-    if creates.clone().count() <= bans.clone().count() {
-        let index = Index::new(creates);
-        for ban in bans {
-            for create in index.matches(ban) {
-                found.push(LookAlike {
-                    create: create.to_string(),
-                    ban: ban.to_string(),
-                });
+    if creates.is_empty() || bans.is_empty() {
+        return Vec::new();
+    }
+    let (indexed, asking, indexed_is_create) = if creates.len() <= bans.len() {
+        (creates, bans, true)
+    } else {
+        (bans, creates, false)
+    };
+    let (indexed_keys, asking_keys) = (SideKeys::of(&indexed), SideKeys::of(&asking));
+    let (indexed_bits, asking_bits) = (
+        KeyBits::of(&indexed_keys.keys),
+        KeyBits::of(&asking_keys.keys),
+    );
+    let mut index = Index::empty();
+    for (n, &email) in indexed.iter().enumerate() {
+        let Some(i) = index.push(email) else {
+            break;
+        };
+        for &key in indexed_keys.of_email(n) {
+            if asking_bits.may_hold(key) {
+                index.insert(i, key);
             }
         }
-    } else {
-        let index = Index::new(bans);
-        for create in creates {
-            for ban in index.matches(create) {
-                found.push(LookAlike {
-                    create: create.to_string(),
-                    ban: ban.to_string(),
-                });
+    }
+    let mut found = Vec::new();
+    for (n, &email) in asking.iter().enumerate() {
+        let mut candidates = Vec::new();
+        for &key in asking_keys.of_email(n) {
+            if indexed_bits.may_hold(key) {
+                index.candidates(key, &mut candidates);
             }
+        }
+        for other in index.confirmed(email, candidates) {
+            let (create, ban) = if indexed_is_create {
+                (other, email)
+            } else {
+                (email, other)
+            };
+            found.push(LookAlike {
+                create: create.to_string(),
+                ban: ban.to_string(),
+            });
         }
     }
     found.sort_unstable();

@@ -1276,7 +1276,8 @@ pub fn core_scenario(n: usize, runs: usize) -> Result<CoreResult, String> {
 /// `lookalike::pairs` over the changes of a plan of `n` roster rows × `n` users where 10%
 /// of the roster are newcomers (creates) and 10% of the users leavers (bans): the most
 /// bans the default `--max-bans` lets through. Names are random letters (sequential
-/// numbers would all look alike), with `n / 1000` newcomers planted one letter away from
+/// numbers would all look alike), all in one domain as in a company's roster (every key
+/// then shares its domain part), with `n / 1000` newcomers planted one letter away from
 /// a leaver.
 pub fn lookalike_scenario(n: usize, runs: usize) -> Result<LookAlikeResult, String> {
     let now = time::OffsetDateTime::UNIX_EPOCH + time::Duration::days(20_000);
@@ -1301,7 +1302,7 @@ pub fn lookalike_scenario(n: usize, runs: usize) -> Result<LookAlikeResult, Stri
                 // One letter dropped from a leaver's local part: distance 1.
                 leavers[i].replacen('x', "", 1)
             } else {
-                format!("{}{i}y@example.org", name())
+                format!("{}{i}y@example.com", name())
             }
         })
         .collect();
