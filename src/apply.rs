@@ -402,6 +402,7 @@ mod tests {
                 banned_until: banned.then_some(datetime!(2126-01-01 00:00 UTC)),
                 deleted_at: None,
                 is_anonymous: false,
+                last_sign_in_at: None,
             });
             self
         }
@@ -430,6 +431,7 @@ mod tests {
                 banned_until: None,
                 deleted_at: None,
                 is_anonymous: false,
+                last_sign_in_at: None,
             };
             let result = match scripted {
                 Some((f, commit)) => {
@@ -619,6 +621,7 @@ mod tests {
             banned_until: ended,
             deleted_at: None,
             is_anonymous: false,
+            last_sign_in_at: None,
         };
         let fresh = vec![user("b", "bob@example.com"), user("e", "erin@example.com")];
         let applied = |action, email: &str, id: &str| ChangeResult {
@@ -702,6 +705,7 @@ mod tests {
             banned_until,
             deleted_at: None,
             is_anonymous: false,
+            last_sign_in_at: None,
         };
         let long = Some(NOW + time::Duration::days(365 * 100));
         let short = Some(NOW + time::Duration::days(1));

@@ -72,6 +72,8 @@ pub struct UserFact {
     /// Live only.
     pub banned_until: Option<OffsetDateTime>,
     pub soft_deleted: bool,
+    /// Live only.
+    pub last_sign_in_at: Option<OffsetDateTime>,
 }
 
 /// Everything `explain` reports.
@@ -176,6 +178,7 @@ pub fn live(
                 banned: u.is_banned(now),
                 banned_until: u.banned_until.filter(|_| u.is_banned(now)),
                 soft_deleted: u.deleted_at.is_some(),
+                last_sign_in_at: u.last_sign_in_at,
             })
             .collect(),
         outcome,
@@ -260,6 +263,7 @@ pub fn from_plan(given: &str, plan: &Plan) -> Explanation {
                 banned: u.banned,
                 banned_until: None,
                 soft_deleted: false,
+                last_sign_in_at: None,
             })
             .collect(),
         outcome,

@@ -130,8 +130,8 @@ impl fmt::Debug for Email {
 }
 
 /// One row of `auth.users` as the admin API lists it, reduced to what reconciliation
-/// reads. `updated_at`, `last_sign_in_at` and metadata are deliberately absent: they
-/// are never drift and never written.
+/// reads (and `last_sign_in_at`, which only `explain` shows). `updated_at` and metadata
+/// are deliberately absent; neither they nor the last sign-in are drift or ever written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthUser {
     pub id: String,
@@ -140,6 +140,8 @@ pub struct AuthUser {
     pub banned_until: Option<OffsetDateTime>,
     pub deleted_at: Option<OffsetDateTime>,
     pub is_anonymous: bool,
+    /// Shown by `explain`, never decides anything (`None` when absent or unreadable).
+    pub last_sign_in_at: Option<OffsetDateTime>,
 }
 
 impl AuthUser {
@@ -500,6 +502,7 @@ mod tests {
             banned_until: Some(datetime!(2026-01-01 00:00 UTC)),
             deleted_at: None,
             is_anonymous: false,
+            last_sign_in_at: None,
         };
         assert!(!u.is_banned(now));
         u.banned_until = Some(datetime!(2126-01-01 00:00 UTC));
@@ -537,6 +540,7 @@ mod tests {
             banned_until,
             deleted_at: deleted.then_some(now),
             is_anonymous: false,
+            last_sign_in_at: None,
         };
         let active = user(None, false);
         let long = user(Some(datetime!(2126-01-01 00:00 UTC)), false);

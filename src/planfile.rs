@@ -493,6 +493,7 @@ pub(crate) mod tests {
             banned_until: banned.then(|| now() + time::Duration::days(365 * 100)),
             deleted_at: None,
             is_anonymous: false,
+            last_sign_in_at: None,
         }
     }
 

@@ -598,6 +598,7 @@ pub(crate) mod tests {
             banned_until: None,
             deleted_at: None,
             is_anonymous: false,
+            last_sign_in_at: None,
         }
     }
 
@@ -788,6 +789,7 @@ pub(crate) mod tests {
             AuthUser {
                 email: None,
                 is_anonymous: true,
+                last_sign_in_at: None,
                 ..active("anon", "")
             },
             AuthUser {
@@ -1136,6 +1138,7 @@ pub(crate) mod tests {
                     },
                     deleted_at: deleted.then(now),
                     is_anonymous: false,
+                    last_sign_in_at: None,
                 })
                 .collect()
         })

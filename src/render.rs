@@ -500,11 +500,15 @@ pub fn explanation_reason(why: &Why) -> String {
 }
 
 fn user_state(u: &UserFact) -> String {
-    match (u.soft_deleted, u.banned, u.banned_until) {
+    let state = match (u.soft_deleted, u.banned, u.banned_until) {
         (true, _, _) => "soft-deleted".to_string(),
         (false, true, Some(until)) => format!("banned until {}", format_time(until)),
         (false, true, None) => "banned".to_string(),
         (false, false, _) => "active".to_string(),
+    };
+    match u.last_sign_in_at {
+        Some(at) => format!("{state}, last sign-in {}", format_time(at)),
+        None => state,
     }
 }
 
@@ -557,6 +561,7 @@ pub fn explanation_json(e: &Explanation) -> String {
                 "email": u.email,
                 "state": if u.soft_deleted { "soft_deleted" } else if u.banned { "banned" } else { "active" },
                 "banned_until": u.banned_until.map(format_time),
+                "last_sign_in_at": u.last_sign_in_at.map(format_time),
             })
         })
         .collect();

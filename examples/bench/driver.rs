@@ -1221,6 +1221,7 @@ pub fn core_scenario(n: usize, runs: usize) -> Result<CoreResult, String> {
                 banned_until: if banned { banned_until } else { None },
                 deleted_at: None,
                 is_anonymous: false,
+                last_sign_in_at: None,
             }
         })
         .collect();
@@ -1324,6 +1325,7 @@ pub fn lookalike_scenario(n: usize, runs: usize) -> Result<LookAlikeResult, Stri
             banned_until: None,
             deleted_at: None,
             is_anonymous: false,
+            last_sign_in_at: None,
         })
         .collect();
     let rec = reconcile(&roster, &users, now, &Policy::default());

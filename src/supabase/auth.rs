@@ -297,6 +297,7 @@ fn parse_user(value: &Value) -> Result<AuthUser, String> {
         banned_until: field("banned_until"),
         deleted_at: field("deleted_at"),
         is_anonymous: field("is_anonymous"),
+        last_sign_in_at: field("last_sign_in_at"),
     })
 }
 
@@ -321,6 +322,11 @@ fn user_from_fields(f: UserFields) -> Result<AuthUser, String> {
     Ok(AuthUser {
         banned_until: timestamp(f.banned_until.as_ref(), "banned_until", &id)?,
         deleted_at: timestamp(f.deleted_at.as_ref(), "deleted_at", &id)?,
+        // Shown by `explain` only: an unreadable value is left out rather than failing a
+        // read whose decisions never depend on it.
+        last_sign_in_at: timestamp(f.last_sign_in_at.as_ref(), "last_sign_in_at", &id)
+            .ok()
+            .flatten(),
         id,
         email,
         is_anonymous,
@@ -388,6 +394,20 @@ mod tests {
         .unwrap();
         assert!(u.is_anonymous);
         assert_eq!(u.deleted_at, Some(datetime!(2026-02-03 04:05:06 UTC)));
+    }
+
+    #[test]
+    fn the_last_sign_in_is_read_and_an_unreadable_one_is_left_out_not_an_error() {
+        let u = parse_user(&json!({"id": "x", "last_sign_in_at": "2026-11-20T09:15:30Z"}));
+        assert_eq!(
+            u.unwrap().last_sign_in_at,
+            Some(datetime!(2026-11-20 09:15:30 UTC))
+        );
+        // Display-only: it never decides anything, so it never fails a read.
+        for bad in [json!("yesterday"), json!(12), json!({})] {
+            let u = parse_user(&json!({"id": "x", "last_sign_in_at": bad})).unwrap();
+            assert_eq!(u.last_sign_in_at, None);
+        }
     }
 
     #[test]

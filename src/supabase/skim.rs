@@ -19,6 +19,7 @@ pub(super) struct UserFields {
     pub banned_until: Option<Value>,
     pub deleted_at: Option<Value>,
     pub is_anonymous: Option<Value>,
+    pub last_sign_in_at: Option<Value>,
 }
 
 /// A `GET /admin/users` answer.
@@ -109,6 +110,7 @@ enum Key {
     BannedUntil,
     DeletedAt,
     IsAnonymous,
+    LastSignInAt,
     Other,
 }
 
@@ -128,6 +130,7 @@ impl<'de> Deserialize<'de> for Key {
                     "banned_until" => Key::BannedUntil,
                     "deleted_at" => Key::DeletedAt,
                     "is_anonymous" => Key::IsAnonymous,
+                    "last_sign_in_at" => Key::LastSignInAt,
                     _ => Key::Other,
                 })
             }
@@ -181,6 +184,7 @@ impl<'de> Deserialize<'de> for Item {
                         Key::BannedUntil => &mut f.banned_until,
                         Key::DeletedAt => &mut f.deleted_at,
                         Key::IsAnonymous => &mut f.is_anonymous,
+                        Key::LastSignInAt => &mut f.last_sign_in_at,
                         Key::Users | Key::Other => {
                             map.next_value::<IgnoredAny>()?;
                             continue;

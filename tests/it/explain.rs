@@ -19,9 +19,11 @@ fn world() -> World {
     world
         .sandbox
         .add_user(NewUser::email("ann@example.com").id(ANN));
-    world
-        .sandbox
-        .add_user(NewUser::email("John@example.com").id(JOHN));
+    world.sandbox.add_user(
+        NewUser::email("John@example.com")
+            .id(JOHN)
+            .last_sign_in_at(time::macros::datetime!(2026-11-20 09:15:30 UTC)),
+    );
     world
         .sandbox
         .add_user(NewUser::email("ops@example.com").id(OPS));
@@ -53,7 +55,7 @@ fn explain_live_shows_the_ban_its_user_and_the_roster_look_alike_and_writes_noth
             "Email: JOHN@example.com \n\
              Normalised: john@example.com\n\
              Roster: not on the roster\n\
-             Auth users:\n  {JOHN} John@example.com (active)\n\
+             Auth users:\n  {JOHN} John@example.com (active, last sign-in 2026-11-20T09:15:30Z)\n\
              Outcome: ban\n\
              Why: its auth user is active and it is not on the roster: the user is banned.\n\
              Look-alikes: jon@example.com\n"
@@ -84,7 +86,7 @@ fn explain_live_names_the_protect_rule_in_json() {
             "email": "ops@example.com",
             "normalised": "ops@example.com",
             "roster_entries": [],
-            "users": [{"id": OPS, "email": "ops@example.com", "state": "active", "banned_until": null}],
+            "users": [{"id": OPS, "email": "ops@example.com", "state": "active", "banned_until": null, "last_sign_in_at": null}],
             "outcome": "protected",
             "reason": "it is not on the roster, but `--protect @example.com` keeps its active user from a ban.",
             "look_alikes": [],
