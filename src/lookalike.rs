@@ -225,20 +225,22 @@ impl KeyBits {
     }
 }
 
+/// The emails of the plan's changes of one kind.
+fn emails_of(changes: &[Change], kind: ActionKind) -> impl Iterator<Item = &str> {
+    changes
+        .iter()
+        .filter(move |c| c.action == kind)
+        .map(|c| c.email.as_str())
+}
+
 /// Every pair of a planned create and a planned ban that look alike, sorted and unique.
 /// The smaller side is indexed and the other side asks. Each side's keys are computed
 /// once and marked in a bit set, so that only keys both sides may hold reach the map: in
 /// a plan most keys of one side meet nothing on the other, and this is what keeps
 /// detection a small part of planning at 100k users (BENCHMARKS.md).
 pub fn pairs(changes: &[Change]) -> Vec<LookAlike> {
-    let of = |kind: ActionKind| -> Vec<&str> {
-        changes
-            .iter()
-            .filter(|c| c.action == kind)
-            .map(|c| c.email.as_str())
-            .collect()
-    };
-    let (creates, bans) = (of(ActionKind::Create), of(ActionKind::Ban));
+    let creates: Vec<&str> = emails_of(changes, ActionKind::Create).collect();
+    let bans: Vec<&str> = emails_of(changes, ActionKind::Ban).collect();
     if creates.is_empty() || bans.is_empty() {
         return Vec::new();
     }
@@ -293,14 +295,8 @@ pub fn pairs(changes: &[Change]) -> Vec<LookAlike> {
 /// repeats. (Whether every look-alike pair is listed is not checked: the list warns, it
 /// changes no decision.) The error names the first pair that does not follow.
 pub fn check(look_alikes: &[LookAlike], changes: &[Change]) -> Result<(), String> {
-    let of = |kind: ActionKind| -> HashSet<&str> {
-        changes
-            .iter()
-            .filter(|c| c.action == kind)
-            .map(|c| c.email.as_str())
-            .collect()
-    };
-    let (creates, bans) = (of(ActionKind::Create), of(ActionKind::Ban));
+    let creates: HashSet<&str> = emails_of(changes, ActionKind::Create).collect();
+    let bans: HashSet<&str> = emails_of(changes, ActionKind::Ban).collect();
     for (i, pair) in look_alikes.iter().enumerate() {
         if i > 0 && look_alikes[i - 1] >= *pair {
             return Err(format!("`look_alikes[{i}]` is out of order or repeated"));
