@@ -393,12 +393,23 @@ fn more_line(out: &mut String, total: usize, shown: usize, what: &str) {
 
 /// What the shell prints after writing the plan: where it is, its digest, and how to
 /// apply it (only when there is something to apply).
-pub fn plan_footer(plan: &Plan, path: &str, style: Style) -> String {
+/// `approvals` is how many the policy file requires (0: none): the next steps then start
+/// with collecting them, and the apply command passes them.
+pub fn plan_footer(plan: &Plan, path: &str, approvals: u32, style: Style) -> String {
     let path_arg = shell_quote(&sanitize(path));
     let digest = sanitize(&plan.digest);
     let mut text = format!("Plan saved to {path_arg}\nDigest: {digest}\n");
     if !plan.changes.is_empty() {
-        let command = format!("provision apply {path_arg} --expect-digest {digest}");
+        let mut command = format!("provision apply {path_arg} --expect-digest {digest}");
+        if approvals > 0 {
+            let approve = format!("provision approve {path_arg}");
+            let _ = writeln!(
+                text,
+                "Approvals: the policy file requires {approvals}; each approver runs: {}",
+                style.paint(&approve, |s| s.bold())
+            );
+            command.push_str(" --approval FILE…");
+        }
         let _ = writeln!(
             text,
             "Apply it with: {}",
@@ -1088,7 +1099,7 @@ mod tests {
     #[test]
     fn plain_text_has_no_escape_codes() {
         assert!(!plan_text(&sample(), PLAIN).contains('\u{1b}'));
-        assert!(!plan_footer(&sample(), "plan.json", PLAIN).contains('\u{1b}'));
+        assert!(!plan_footer(&sample(), "plan.json", 0, PLAIN).contains('\u{1b}'));
         assert!(!drift_text(&[], PLAIN).contains('\u{1b}'));
     }
 
@@ -1160,12 +1171,20 @@ mod tests {
         let plan = sample();
         let d = &plan.digest;
         assert_eq!(
-            plan_footer(&plan, "plan.json", PLAIN),
+            plan_footer(&plan, "plan.json", 0, PLAIN),
             format!(
                 "Plan saved to plan.json\nDigest: {d}\nApply it with: provision apply plan.json --expect-digest {d}\n"
             )
         );
-        let quoted = plan_footer(&plan, "my plans/it's.json", PLAIN);
+        assert_eq!(
+            plan_footer(&plan, "plan.json", 2, PLAIN),
+            format!(
+                "Plan saved to plan.json\nDigest: {d}\n\
+                 Approvals: the policy file requires 2; each approver runs: provision approve plan.json\n\
+                 Apply it with: provision apply plan.json --expect-digest {d} --approval FILE…\n"
+            )
+        );
+        let quoted = plan_footer(&plan, "my plans/it's.json", 0, PLAIN);
         assert!(
             quoted.contains("provision apply 'my plans/it'\\''s.json' --expect-digest"),
             "{quoted}"
@@ -1181,7 +1200,7 @@ mod tests {
         );
         let d = &plan.digest;
         assert_eq!(
-            plan_footer(&plan, "plan.json", PLAIN),
+            plan_footer(&plan, "plan.json", 2, PLAIN),
             format!("Plan saved to plan.json\nDigest: {d}\n")
         );
     }

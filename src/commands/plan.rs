@@ -43,7 +43,8 @@ pub async fn run(args: &PlanArgs, env: &Env<'_>, out: &Output) -> Result<Exit, E
         present_on_stdout(&plan, args.format, out);
     } else {
         plan.write_atomic(&args.out)?;
-        present(&plan, &args.out, args.format, out);
+        let approvals = config.approvals.as_ref().map_or(0, |a| a.required);
+        present(&plan, &args.out, args.format, approvals, out);
     }
     Ok(if args.detailed_exitcode && plan.summary.has_changes() {
         Exit::Changes
@@ -142,13 +143,18 @@ fn present_on_stdout(plan: &Plan, format: PlanFormat, out: &Output) {
 
 /// Show a plan just written to `path`, in the format asked for. Under `--quiet` the
 /// text view is not printed; `--format json` and `markdown` are data and always are.
-pub fn present(plan: &Plan, path: &Path, format: PlanFormat, out: &Output) {
+pub fn present(plan: &Plan, path: &Path, format: PlanFormat, approvals: u32, out: &Output) {
     let out_path = path.display().to_string();
     match format {
         PlanFormat::Text if out.quiet => {}
         PlanFormat::Text => {
             out.stdout(&render::plan_text(plan, out.stdout_style));
-            out.stdout(&render::plan_footer(plan, &out_path, out.stdout_style));
+            out.stdout(&render::plan_footer(
+                plan,
+                &out_path,
+                approvals,
+                out.stdout_style,
+            ));
         }
         PlanFormat::Json => out.stdout(&plan.to_pretty_json()),
         PlanFormat::Markdown => out.stdout(&render::plan_markdown(plan)),
