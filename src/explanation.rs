@@ -408,6 +408,30 @@ mod tests {
     }
 
     #[test]
+    fn a_user_named_by_an_invalid_roster_row_is_a_conflict_not_a_ban() {
+        // `carol@localhost` is not a valid email (no dot in the domain), but the row names
+        // the user exactly: the planner spares the user, and so must the explanation.
+        let r = roster(&["ann@example.com", " Carol@localhost"]);
+        let u = vec![user(
+            "0b1e6c4a-0000-4000-8000-000000000009",
+            "carol@localhost",
+            false,
+        )];
+        let e = live("carol@localhost", &r, &u, now(), &policy());
+        assert_eq!(e.outcome, Outcome::Conflict, "{e:?}");
+        let plan = plan_for(&reconcile(&r, &u, now(), &policy()));
+        assert!(
+            plan.changes.iter().all(|c| c.email != "carol@localhost"),
+            "{:?}",
+            plan.changes
+        );
+        assert_eq!(
+            from_plan("carol@localhost", &plan).outcome,
+            Outcome::Conflict
+        );
+    }
+
+    #[test]
     fn an_invalid_email_is_explained_as_a_conflict() {
         let (r, u) = team();
         let e = live("not-an-email", &r, &u, now(), &policy());
