@@ -432,6 +432,27 @@ mod tests {
     }
 
     #[test]
+    fn found_nowhere_and_only_soft_deleted_are_both_ignored_for_their_own_reason() {
+        let (r, mut u) = team();
+        let e = live("nobody@example.com", &r, &u, now(), &policy());
+        assert_eq!(
+            (e.outcome, e.why),
+            (Outcome::Ignored, Why::Rule(Decision::NotFound))
+        );
+        u.push(AuthUser {
+            deleted_at: Some(now()),
+            ..user(
+                "0b1e6c4a-0000-4000-8000-000000000006",
+                "gone@example.com",
+                false,
+            )
+        });
+        let e = live("gone@example.com", &r, &u, now(), &policy());
+        assert_eq!((e.outcome, e.why), (Outcome::Ignored, Why::OnlySoftDeleted));
+        assert!(e.users[0].soft_deleted);
+    }
+
+    #[test]
     fn an_invalid_email_is_explained_as_a_conflict() {
         let (r, u) = team();
         let e = live("not-an-email", &r, &u, now(), &policy());
