@@ -231,17 +231,25 @@ impl Plan {
         Ok(plan)
     }
 
-    /// Read and parse a plan file. Unreadable -> `ReadFile`; not UTF-8 -> `NotAPlan`.
+    /// Read and parse a plan file. Unreadable (or not a regular file, or over
+    /// `MAX_INPUT_BYTES`) -> `ReadFile`; not UTF-8 -> `NotAPlan`.
     pub fn load(path: &Path) -> Result<Plan, Error> {
-        let bytes = fs::read(path).map_err(|e| Error::ReadFile {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| Error::NotAPlan {
+        Plan::parse(&Plan::read_text(path)?, path)
+    }
+
+    /// A plan file's text, as `load` reads it (`show --format json` prints it as stored).
+    pub fn read_text(path: &Path) -> Result<String, Error> {
+        let bytes =
+            regular_file::read_bounded(path, regular_file::MAX_INPUT_BYTES).map_err(|reason| {
+                Error::ReadFile {
+                    path: path.to_path_buf(),
+                    reason,
+                }
+            })?;
+        String::from_utf8(bytes).map_err(|e| Error::NotAPlan {
             path: path.to_path_buf(),
             reason: format!("not UTF-8 text: {e}"),
-        })?;
-        Plan::parse(&text, path)
+        })
     }
 
     /// Write the plan so that readers see either the old file or the whole new one:

@@ -1,9 +1,11 @@
-//! The files `provision` writes (`plan --out`, `apply --log`): regular files only, opened
-//! owner-only. Checked before any request is sent, so a FIFO, a device or a directory at
-//! the path is refused rather than blocked on, replaced or written into.
+//! The files `provision` writes (`plan --out`, `apply --log`) and reads (plans, roster
+//! files, policy, approval, key and allowed-signers files): regular files only, writes
+//! opened owner-only, reads bounded. Checked before any request is sent, so a FIFO, a
+//! device or a directory at the path is refused rather than blocked on, read without end,
+//! replaced or written into.
 
-use std::fs::{self, OpenOptions};
-use std::io;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
 use std::path::Path;
 
 /// `path` may be written: it does not exist yet, or it is a regular file (symbolic links
@@ -15,6 +17,33 @@ pub fn check(path: &Path) -> Result<(), String> {
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(format!("cannot be checked: {e}")),
     }
+}
+
+/// The most a plan or roster file may hold: well above a plan of the 10 million users
+/// a listing may report (about 150 bytes per user), and far below what would exhaust
+/// memory on a CI runner.
+pub const MAX_INPUT_BYTES: u64 = 2 * 1024 * 1024 * 1024;
+
+/// Read a whole regular file of at most `max` bytes; the reason in words otherwise.
+pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
+    // Looked at before opening: opening a FIFO for reading would block.
+    let before = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !before.is_file() {
+        return Err("not a regular file".into());
+    }
+    let file = File::open(path).map_err(|e| e.to_string())?;
+    let meta = file.metadata().map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(format!("larger than {max} bytes"));
+    }
+    Ok(bytes)
 }
 
 /// Whether `a` and `b` name the same existing file (through any path or link).

@@ -9,6 +9,7 @@ use serde_json::Value as Json;
 
 use crate::error::Error;
 use crate::model::RosterEntry;
+use crate::regular_file;
 
 const ACCEPTED: &str = "`.yaml`, `.yml`, `.json` or `.csv`";
 
@@ -36,10 +37,13 @@ pub fn read_roster_file(path: &Path) -> Result<Vec<RosterEntry>, Error> {
             ));
         }
     };
-    let bytes = std::fs::read(path).map_err(|e| Error::ReadFile {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
+    let bytes =
+        regular_file::read_bounded(path, regular_file::MAX_INPUT_BYTES).map_err(|reason| {
+            Error::ReadFile {
+                path: path.to_path_buf(),
+                reason,
+            }
+        })?;
     // Editors on Windows like to start files with a byte-order mark; no parser wants it.
     let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
     match format {

@@ -8,8 +8,6 @@ pub mod pattern;
 pub mod sign;
 
 use std::fmt;
-use std::fs::File;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 
 use ssh_key::{Fingerprint, HashAlg, PublicKey, SshSig};
@@ -19,6 +17,7 @@ pub use allowed_signers::{AllowedSigners, LineError, LocalTime, SignerEntry};
 use pattern::{ListMatch, match_pattern_list};
 
 use crate::error::Error;
+use crate::regular_file::read_bounded;
 
 /// The SSHSIG namespace of a plan approval.
 pub const NAMESPACE: &str = "provision-plan";
@@ -98,28 +97,6 @@ fn armor_payload(text: &str) -> String {
         .filter(|line| !line.trim_start().starts_with("-----"))
         .flat_map(|line| line.chars().filter(|c| !c.is_whitespace()))
         .collect()
-}
-
-/// Read a whole regular file of at most `max` bytes; the reason in words otherwise.
-pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
-    // Looked at before opening: opening a FIFO for reading would block.
-    let before = std::fs::metadata(path).map_err(|e| e.to_string())?;
-    if !before.is_file() {
-        return Err("not a regular file".into());
-    }
-    let file = File::open(path).map_err(|e| e.to_string())?;
-    let meta = file.metadata().map_err(|e| e.to_string())?;
-    if !meta.is_file() {
-        return Err("not a regular file".into());
-    }
-    let mut bytes = Vec::new();
-    file.take(max + 1)
-        .read_to_end(&mut bytes)
-        .map_err(|e| e.to_string())?;
-    if bytes.len() as u64 > max {
-        return Err(format!("larger than {max} bytes"));
-    }
-    Ok(bytes)
 }
 
 /// Read and parse an allowed-signers file; `local` reads timestamps written without `Z`.

@@ -12,8 +12,9 @@ use ssh_key::private::{KeypairData, RsaKeypair};
 use ssh_key::public::KeyData;
 use ssh_key::{HashAlg, LineEnding, PrivateKey, PublicKey, SshSig};
 
-use super::{NAMESPACE, read_bounded, signed_message};
+use super::{NAMESPACE, signed_message};
 use crate::error::Error;
+use crate::regular_file::read_bounded;
 
 /// What `--key FILE` holds.
 pub enum KeyFile {

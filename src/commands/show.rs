@@ -18,10 +18,7 @@ use crate::sanitize::sanitize;
 pub fn run(args: &ShowArgs, out: &Output) -> Result<Exit, Error> {
     // The policy file is checked like every command's (its approvals are for `show`, too).
     let config = ShowConfig::resolve(args, Path::new(""))?;
-    let text = std::fs::read_to_string(&args.plan).map_err(|e| Error::ReadFile {
-        path: args.plan.clone(),
-        reason: e.to_string(),
-    })?;
+    let text = Plan::read_text(&args.plan)?;
     let plan = super::checked(Plan::parse(&text, &args.plan)?)?;
     let approvals = approval::evaluate(
         &plan.digest,

@@ -746,3 +746,38 @@ fn after_ctrl_c_the_log_never_says_applied_for_an_unconfirmed_change() {
     // No check-read was made: no record says `applied`.
     assert!(lines.iter().all(|l| l["outcome"] == "started"), "{lines:?}");
 }
+
+#[test]
+fn plan_and_roster_files_that_are_not_regular_files_are_refused_not_read_forever() {
+    let world = World::team();
+    mkfifo(&world.path("plan.fifo"));
+    mkfifo(&world.path("roster.yaml"));
+    // A FIFO would block the read; /dev/zero would fill memory: both refused at once.
+    for plan in ["plan.fifo", "/dev/zero"] {
+        for args in [
+            vec!["show", plan],
+            vec!["apply", plan, "--yes"],
+            vec!["explain", "ann@example.com", plan],
+        ] {
+            let run = world.run(&args);
+            run.code(1);
+            assert_eq!(run.stdout, "", "{args:?}");
+            assert_eq!(
+                run.stderr,
+                format!("error: cannot read `{plan}`: not a regular file\n"),
+                "{args:?}"
+            );
+        }
+    }
+    let run = world.run(&["plan", "--roster-file", "roster.yaml", "--out", "p.json"]);
+    run.code(1);
+    assert_eq!(
+        run.stderr,
+        "error: cannot read `roster.yaml`: not a regular file\n"
+    );
+    assert!(!world.path("p.json").exists());
+    assert!(
+        world.sandbox.requests().iter().all(|r| r.method == "GET"),
+        "nothing written"
+    );
+}
