@@ -239,13 +239,7 @@ impl Plan {
 
     /// A plan file's text, as `load` reads it (`show --format json` prints it as stored).
     pub fn read_text(path: &Path) -> Result<String, Error> {
-        let bytes =
-            regular_file::read_bounded(path, regular_file::MAX_INPUT_BYTES).map_err(|reason| {
-                Error::ReadFile {
-                    path: path.to_path_buf(),
-                    reason,
-                }
-            })?;
+        let bytes = regular_file::read_input(path)?;
         String::from_utf8(bytes).map_err(|e| Error::NotAPlan {
             path: path.to_path_buf(),
             reason: format!("not UTF-8 text: {e}"),

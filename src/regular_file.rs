@@ -46,6 +46,14 @@ pub fn read_bounded(path: &Path, max: u64) -> Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
+/// A plan or roster file, whole: `read_bounded` at `MAX_INPUT_BYTES`, as `ReadFile`.
+pub fn read_input(path: &Path) -> Result<Vec<u8>, crate::error::Error> {
+    read_bounded(path, MAX_INPUT_BYTES).map_err(|reason| crate::error::Error::ReadFile {
+        path: path.to_path_buf(),
+        reason,
+    })
+}
+
 /// Whether `a` and `b` name the same existing file (through any path or link).
 pub fn same_file(a: &Path, b: &Path) -> bool {
     match (fs::canonicalize(a), fs::canonicalize(b)) {

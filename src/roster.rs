@@ -37,13 +37,7 @@ pub fn read_roster_file(path: &Path) -> Result<Vec<RosterEntry>, Error> {
             ));
         }
     };
-    let bytes =
-        regular_file::read_bounded(path, regular_file::MAX_INPUT_BYTES).map_err(|reason| {
-            Error::ReadFile {
-                path: path.to_path_buf(),
-                reason,
-            }
-        })?;
+    let bytes = regular_file::read_input(path)?;
     // Editors on Windows like to start files with a byte-order mark; no parser wants it.
     let bytes = bytes.strip_prefix("\u{feff}".as_bytes()).unwrap_or(&bytes);
     match format {
